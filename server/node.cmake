@@ -3,7 +3,8 @@
 # by keeld's main program.
 add_library(keel_server_node STATIC
   ${CMAKE_CURRENT_LIST_DIR}/config.c
-  ${CMAKE_CURRENT_LIST_DIR}/disk_thread.c)
+  ${CMAKE_CURRENT_LIST_DIR}/disk_thread.c
+  ${CMAKE_CURRENT_LIST_DIR}/peer.c)
 target_include_directories(keel_server_node PUBLIC ${CMAKE_CURRENT_LIST_DIR})
-target_link_libraries(keel_server_node PUBLIC keel::uv keel::yaml keel_common
+target_link_libraries(keel_server_node PUBLIC keel::uv keel::yaml keel_proto_peer keel_common
                       Threads::Threads)
