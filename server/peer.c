@@ -693,6 +693,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_keepalive(&c->tcp, 1, 5);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
     conn_close(c, NULL);
 }
