@@ -107,6 +107,7 @@ struct peer {
   unsigned failures;
   uv_getaddrinfo_t gai;
   bool resolving;
+  unsigned addr_turn; /* which resolved address the next dial uses */
 
   struct out_frame *qhead, *qtail; /* not yet handed to the socket */
   size_t out_bytes, out_frames;    /* queued + being written */
@@ -619,7 +620,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   t->open--;
   p->resolving = false;
   if (status == 0 && !p->removed && !t->closing) {
-    dial_addr(p, res->ai_addr);
+    /* A name may resolve to several addresses (::1 and 127.0.0.1 for
+     * localhost) of which only some listen: each dial takes the next. */
+    unsigned n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+      n++;
+    struct addrinfo *pick = res;
+    for (unsigned k = p->addr_turn++ % n; k > 0; k--)
+      pick = pick->ai_next;
+    dial_addr(p, pick->ai_addr);
   } else if (!p->removed && !t->closing) {
     keel_logkv(KEEL_LOG_WARN, "peer", "cannot resolve peer host",
                "peer=%s host=%s error=%s", p->name, p->host,

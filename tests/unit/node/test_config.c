@@ -445,6 +445,34 @@ static void test_env_names_every_setting(void **state) {
   assert_int_equal(cfg.member_id, cfg.members[1].id);
 }
 
+/* Go-style single-dash flags (etcd's), --version, and list values in YAML
+ * for list settings. */
+static void test_flag_forms_and_yaml_lists(void **state) {
+  (void)state;
+  write_yaml("name: n2\n"
+             "initial-cluster:\n"
+             "  - n1=http://127.0.0.1:2380\n"
+             "  - n2=http://127.0.0.1:2381\n"
+             "initial-advertise-peer-urls: http://127.0.0.1:2381\n"
+             "initial-cluster-token: 'quoted token'\n"
+             "snapshot-count: ~\n");
+  const char *args[] = {"-config-file", yaml_path, "-heartbeat-interval=50",
+                        NULL};
+  assert_int_equal(load(&cfg, err, args, NULL), 0);
+  assert_int_equal(cfg.heartbeat_interval_ms, 50);
+  assert_int_equal(cfg.n_members, 2);
+  assert_string_equal(cfg.members[1].peer_url.host, "127.0.0.1");
+  assert_int_equal(cfg.members[1].peer_url.port, 2381);
+  assert_string_equal(cfg.initial_cluster_token, "quoted token");
+  assert_int_equal(cfg.snapshot_count, 100000); /* null: not set */
+  assert_int_equal(
+      cfg.member_id,
+      keel_config_member_id("n2", "http://127.0.0.1:2381", "quoted token"));
+  const char *vargs[] = {"--version", NULL};
+  assert_int_equal(load(&cfg, err, vargs, NULL), 0);
+  assert_true(cfg.version);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -455,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_sha256_known_answers),
       cmocka_unit_test(test_help_lists_every_setting),
       cmocka_unit_test(test_env_names_every_setting),
+      cmocka_unit_test(test_flag_forms_and_yaml_lists),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

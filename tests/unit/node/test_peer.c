@@ -208,8 +208,12 @@ static void test_three_nodes_exchange(void **state) {
     node_start(&nodes[i], (uint64_t)i + 1, CLUSTER_ID, TOKEN);
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 3; j++)
-      if (i != j)
+      if (i != j && !(i == 2 && j == 0))
         link(&nodes[i], &nodes[j]);
+  /* One peer by host name: resolved asynchronously at each dial. */
+  assert_int_equal(
+      peer_transport_add_peer(nodes[2].t, 1, "n1", "localhost", nodes[0].port),
+      0);
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 3; j++)
       if (i != j)
@@ -335,6 +339,8 @@ static void raw_connected(uv_connect_t *req, int status) {
   assert_int_equal(status, 0);
   r->connected = 1;
   uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+  if (r->out_len == 0)
+    return; /* a silent client */
   uv_buf_t b = uv_buf_init((char *)r->out, (unsigned)r->out_len);
   assert_int_equal(
       uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written), 0);
@@ -400,6 +406,60 @@ static void test_oversized_frame_closes(void **state) {
   big_frame.body_case = KEELRAFT__PEER_FRAME__BODY_MESSAGE;
   big_frame.message = &m;
   assert_int_equal(peer_transport_send(a.t, 2, &big_frame), KEEL_ETOOLARGE);
+  node_stop(&a);
+}
+
+static void raw_start(struct raw_client *r, uint16_t port) {
+  uv_tcp_init(&loop, &r->tcp);
+  r->tcp.data = r;
+  r->req.data = r;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  assert_int_equal(
+      uv_tcp_connect(&r->req, &r->tcp, (struct sockaddr *)&addr, raw_connected),
+      0);
+}
+
+/* Connections that stay silent, open with something other than a Hello, or
+ * send bytes that do not decode are closed. */
+static void test_bad_handshakes_closed(void **state) {
+  (void)state;
+  static struct node a;
+  memset(&a, 0, sizeof a);
+  a.id = 1;
+  snprintf(a.name, sizeof a.name, "n1");
+  struct peer_transport_options o = options(&a, CLUSTER_ID, TOKEN);
+  o.handshake_timeout_ms = 200;
+  node_start_opts(&a, 1, &o);
+  assert_int_equal(peer_transport_add_peer(a.t, 2, "n2", "127.0.0.1", 1), 0);
+
+  struct raw_client *r = calloc(3, sizeof *r);
+  /* 0: silent. 1: a Message first. 2: undecodable bytes. */
+  Keelraft__Message m = KEELRAFT__MESSAGE__INIT;
+  m.from = 2;
+  Keelraft__PeerFrame f = KEELRAFT__PEER_FRAME__INIT;
+  f.body_case = KEELRAFT__PEER_FRAME__BODY_MESSAGE;
+  f.message = &m;
+  size_t len = keelraft__peer_frame__pack(&f, r[1].out + 4);
+  r[1].out[3] = (uint8_t)len;
+  r[1].out_len = 4 + len;
+  static const uint8_t junk[] = {0, 0, 0, 3, 0xff, 0xff, 0xff};
+  memcpy(r[2].out, junk, sizeof junk);
+  r[2].out_len = sizeof junk;
+  for (int i = 0; i < 3; i++)
+    raw_start(&r[i], a.port);
+  for (int i = 0; i < 3; i++) {
+    assert_true(loop_run_until(&loop, raw_eof, &r[i], 5000));
+    assert_int_equal(r[i].received, 0); /* never got a's Hello */
+    uv_close((uv_handle_t *)&r[i].tcp, NULL);
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  free(r);
+  struct peer_transport_stats ts;
+  peer_transport_stats(a.t, &ts);
+  assert_int_equal(ts.inbound_accepted, 0);
+  assert_int_equal(ts.protocol_errors, 2);
+  assert_true(ts.inbound_refused >= 1); /* the silent one timed out */
   node_stop(&a);
 }
 
@@ -653,6 +713,34 @@ static void test_stream_aborts_on_removal(void **state) {
   node_stop(&a);
 }
 
+/* Removing the peer cancels its stream at once; no unreachable report. */
+static void test_remove_peer_cancels_stream(void **state) {
+  (void)state;
+  static struct node a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  node_start(&a, 1, CLUSTER_ID, TOKEN);
+  node_start(&b, 2, CLUSTER_ID, TOKEN);
+  link(&a, &b);
+  link(&b, &a); /* b accepts only members it knows */
+  wait_connected(&a, &b);
+  struct stream_src *src = calloc(1, sizeof *src);
+  src->rng = 1;
+  src->from = &a;
+  assert_int_equal(peer_transport_stream(a.t, 2, pull_chunk, stream_done, src),
+                   0);
+  uv_run(&loop, UV_RUN_NOWAIT); /* a first pull */
+  assert_int_equal(peer_transport_remove_peer(a.t, 2), 0);
+  assert_true(src->done);
+  assert_int_equal(src->status, KEEL_ECANCELED);
+  assert_int_equal(a.unreachable, 0);
+  assert_int_equal(peer_transport_remove_peer(a.t, 2), KEEL_ENOTFOUND);
+  assert_int_equal(send_msg(&a, 2, 0, 0), KEEL_ENOTFOUND);
+  free(src);
+  node_stop(&a);
+  node_stop(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_three_nodes_exchange, setup,
@@ -661,9 +749,13 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_oversized_frame_closes, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_bad_handshakes_closed, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_peer_down_then_up, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_64mib, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_aborts_on_removal, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_remove_peer_cancels_stream, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
