@@ -4,7 +4,7 @@
  *
  * OBJECTS
  *
- *   transport  one listener, one housekeeping timer (handshake deadlines),
+ *   transport  its listeners, one housekeeping timer (handshake deadlines),
  *              one idle handle (the stream pump), the peers, the connections.
  *   peer       a member we send to: its send queue, its outbound connection
  *              (at most one), its authenticated inbound connection (at most
@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "keel_error.h"
 #include "keel_log.h"
 
@@ -133,8 +134,11 @@ struct peer_transport {
   char token[TOKEN_MAX];
   char name[NAME_MAX_LEN];
 
-  uv_tcp_t listener;
-  bool listening;
+  struct {
+    uv_tcp_t tcp;
+    bool ok; /* listening; a failed one is closing or closed */
+  } listeners[PEER_MAX_LISTENERS];
+  size_t n_listeners;
   uv_timer_t housekeeping;
   uv_idle_t pump;
   bool pump_active;
@@ -145,6 +149,7 @@ struct peer_transport {
   uint64_t rng;
   uint64_t stream_gen;
   struct peer *pulling; /* the peer whose pull function runs now */
+  uint64_t peers_gen;   /* bumped when t->peers changes */
 
   int open; /* handles and requests not yet called back */
   bool closing;
@@ -731,7 +736,10 @@ static bool below_half(const struct peer *p) {
 static void on_pump(uv_idle_t *idle) {
   struct peer_transport *t = idle->data;
   bool again = false;
-  for (struct peer *p = t->peers; p; p = p->next) {
+  /* Pull and done callbacks may add or remove peers: the walk stops when
+   * the list changed and resumes next turn. */
+  uint64_t peers_gen = t->peers_gen;
+  for (struct peer *p = t->peers; p && !t->closing; p = p->next) {
     while (p->stream.active && p->stream.want_pull && !p->stream.last_queued &&
            below_half(p)) {
       uint64_t gen = p->stream.gen;
@@ -755,12 +763,16 @@ static void on_pump(uv_idle_t *idle) {
       if (p->out_frames == before)
         break; /* it sent nothing: try again next turn, do not spin here */
     }
+    if (t->peers_gen != peers_gen) {
+      again = true;
+      break;
+    }
     if (p->stream.active && !p->stream.last_queued && below_half(p))
       again = true; /* can pull more next turn */
     else
       p->stream.want_pull = p->stream.active && !p->stream.last_queued;
   }
-  if (!again) {
+  if (!again || t->closing) {
     uv_idle_stop(&t->pump);
     t->pump_active = false;
   }
@@ -813,13 +825,11 @@ int peer_transport_init(struct peer_transport **out, uv_loop_t *loop,
   if (!t->rng)
     t->rng = 1;
 
-  uv_tcp_init(loop, &t->listener);
-  t->listener.data = t;
   uv_timer_init(loop, &t->housekeeping);
   t->housekeeping.data = t;
   uv_idle_init(loop, &t->pump);
   t->pump.data = t;
-  t->open = 3;
+  t->open = 2;
   uv_timer_start(&t->housekeeping, on_housekeeping, HOUSEKEEPING_MS,
                  HOUSEKEEPING_MS);
   *out = t;
@@ -828,6 +838,10 @@ int peer_transport_init(struct peer_transport **out, uv_loop_t *loop,
 
 int peer_transport_listen(struct peer_transport *t, const char *host,
                           uint16_t port) {
+  if (t->closing)
+    return KEEL_ESTOPPED;
+  if (t->n_listeners == PEER_MAX_LISTENERS)
+    return KEEL_ELIMIT;
   struct sockaddr_storage ss;
   if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
       uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
@@ -842,21 +856,35 @@ int peer_transport_listen(struct peer_transport *t, const char *host,
     memcpy(&ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
     uv_freeaddrinfo(req.addrinfo);
   }
-  int rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&t->listener, 128, on_connection);
+  uv_tcp_t *l = &t->listeners[t->n_listeners].tcp;
+  int rc = uv_tcp_init(t->loop, l);
   if (rc < 0)
+    return rc;
+  l->data = t;
+  t->open++;
+  t->n_listeners++;
+  rc = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)l, 128, on_connection);
+  if (rc < 0) {
+    /* The slot stays used: its handle is closing. */
+    uv_close((uv_handle_t *)l, handle_closed);
     return rc; /* libuv codes are -errno on Unix */
-  t->listening = true;
+  }
+  t->listeners[t->n_listeners - 1].ok = true;
   return 0;
 }
 
 uint16_t peer_transport_port(const struct peer_transport *t) {
-  if (!t->listening)
+  size_t i = 0;
+  while (i < t->n_listeners && !t->listeners[i].ok)
+    i++;
+  if (i == t->n_listeners)
     return 0;
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  if (uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len) < 0)
+  if (uv_tcp_getsockname(&t->listeners[i].tcp, (struct sockaddr *)&ss, &len) <
+      0)
     return 0;
   if (ss.ss_family == AF_INET)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -887,6 +915,7 @@ int peer_transport_add_peer(struct peer_transport *t, uint64_t id,
   t->open++;
   p->next = t->peers;
   t->peers = p;
+  t->peers_gen++;
   dial(p);
   return 0;
 }
@@ -905,6 +934,7 @@ static void remove_peer(struct peer *p) {
   while (*pp != p)
     pp = &(*pp)->next;
   *pp = p->next;
+  t->peers_gen++;
   p->removed = true;
   stream_end(p, KEEL_ECANCELED);
   if (p->out)
@@ -987,6 +1017,45 @@ int peer_transport_stream(struct peer_transport *t, uint64_t to,
   return 0;
 }
 
+void peer_transport_options_from_config(const struct keel_config *cfg,
+                                        struct peer_transport_options *out) {
+  memset(out, 0, sizeof *out);
+  out->cluster_id = cfg->cluster_id;
+  out->cluster_token = cfg->initial_cluster_token;
+  out->member_id = cfg->member_id;
+  out->member_name = cfg->name;
+  out->max_frame_bytes = cfg->peer_max_frame_bytes;
+  out->queue_bytes = cfg->peer_send_queue_bytes;
+  out->queue_frames = cfg->peer_send_queue_frames;
+}
+
+int peer_transport_start_from_config(struct peer_transport *t,
+                                     const struct keel_config *cfg, char *err,
+                                     size_t errlen) {
+  for (size_t i = 0; i < cfg->listen_peer_urls.n; i++) {
+    const struct keel_url *u = &cfg->listen_peer_urls.v[i];
+    int rc = peer_transport_listen(t, u->host, u->port);
+    if (rc < 0) {
+      snprintf(err, errlen, "--listen-peer-urls: cannot listen on %s: %s",
+               u->text, keel_strerror(rc));
+      return rc;
+    }
+  }
+  for (size_t i = 0; i < cfg->n_members; i++) {
+    const struct keel_member *m = &cfg->members[i];
+    if (m->id == cfg->member_id)
+      continue;
+    int rc = peer_transport_add_peer(t, m->id, m->name, m->peer_url.host,
+                                     m->peer_url.port);
+    if (rc < 0) {
+      snprintf(err, errlen, "--initial-cluster: cannot add member %s: %s",
+               m->name, keel_strerror(rc));
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int peer_transport_peer_stats(const struct peer_transport *t, uint64_t id,
                               struct peer_stats *out) {
   const struct peer *p = find_peer(t, id);
@@ -1024,7 +1093,9 @@ void peer_transport_close(struct peer_transport *t, peer_closed_fn closed,
   t->closing = true;
   for (struct conn *c = t->conns; c; c = c->next)
     conn_close(c, NULL);
-  uv_close((uv_handle_t *)&t->listener, handle_closed);
+  for (size_t i = 0; i < t->n_listeners; i++)
+    if (t->listeners[i].ok)
+      uv_close((uv_handle_t *)&t->listeners[i].tcp, handle_closed);
   uv_close((uv_handle_t *)&t->housekeeping, handle_closed);
   uv_close((uv_handle_t *)&t->pump, handle_closed);
 }

@@ -53,6 +53,9 @@
 #include "raft.pb-c.h"
 
 #define PEER_PROTOCOL_VERSION 1
+#define PEER_MAX_LISTENERS 8 /* as many as --listen-peer-urls may hold */
+
+struct keel_config;
 
 struct peer_transport;
 
@@ -130,12 +133,14 @@ int peer_transport_init(struct peer_transport **out, uv_loop_t *loop,
                         const struct peer_transport_options *opt);
 
 /* Listens for peers on host:port (an IP literal or a name resolved once,
- * now). Port 0 picks a free port; peer_transport_port() tells which.
- * Errors: -EADDRINUSE, -EINVAL (bad host), other -errno. */
+ * now); may be called for up to PEER_MAX_LISTENERS addresses. Port 0 picks a
+ * free port; peer_transport_port() tells which.
+ * Errors: -EADDRINUSE, -EINVAL (bad host), KEEL_ELIMIT (too many
+ * listeners), KEEL_ESTOPPED, other -errno. */
 int peer_transport_listen(struct peer_transport *t, const char *host,
                           uint16_t port);
 
-/* The port listened on, or 0 when not listening. */
+/* The port of the first working listener, or 0 when not listening. */
 uint16_t peer_transport_port(const struct peer_transport *t);
 
 /* Adds member `id` named `name` at host:port and starts dialing it. A host
@@ -166,6 +171,22 @@ int peer_transport_send(struct peer_transport *t, uint64_t to,
 int peer_transport_stream(struct peer_transport *t, uint64_t to,
                           peer_pull_fn pull, peer_stream_done_fn done,
                           void *ud);
+
+/* Fills the options that come from keeld's configuration: cluster id and
+ * token, this member's id and name, max_frame_bytes, queue_bytes and
+ * queue_frames. The rest of *out (callbacks, backoff, seed) is zeroed for
+ * the caller to set. `cfg` must outlive the transport's init call only. */
+void peer_transport_options_from_config(const struct keel_config *cfg,
+                                        struct peer_transport_options *out);
+
+/* Listens on every --listen-peer-urls address and adds every other member
+ * of --initial-cluster. Errors: as peer_transport_listen() and
+ * peer_transport_add_peer(); `err` (errlen bytes) then names the URL or
+ * member. Listeners opened before an error stay open (close the transport).
+ */
+int peer_transport_start_from_config(struct peer_transport *t,
+                                     const struct keel_config *cfg, char *err,
+                                     size_t errlen);
 
 /* Errors: KEEL_ENOTFOUND. */
 int peer_transport_peer_stats(const struct peer_transport *t, uint64_t id,

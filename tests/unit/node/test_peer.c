@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "keel_error.h"
 #include "loop_helper.h"
 #include "peer.h"
@@ -741,6 +742,196 @@ static void test_remove_peer_cancels_stream(void **state) {
   node_stop(&b);
 }
 
+/* A member that answers the Hello, then never reads again. */
+struct stuck_server {
+  uv_tcp_t listener;
+  uv_tcp_t conn;
+  uv_write_t wreq;
+  uint8_t hello[256];
+  size_t hello_len;
+  size_t got;
+  int answered;
+  char buf[4096];
+};
+
+static void stuck_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf) {
+  (void)s;
+  struct stuck_server *st = h->data;
+  *buf = uv_buf_init(st->buf, sizeof st->buf);
+}
+
+static void stuck_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)buf;
+  struct stuck_server *st = s->data;
+  if (n <= 0)
+    return;
+  st->got += (size_t)n;
+  if (!st->answered) {
+    st->answered = 1;
+    uv_buf_t b = uv_buf_init((char *)st->hello, (unsigned)st->hello_len);
+    assert_int_equal(uv_write(&st->wreq, s, &b, 1, raw_written), 0);
+    uv_read_stop(s); /* and never read again */
+  }
+}
+
+static void stuck_accept(uv_stream_t *server, int status) {
+  struct stuck_server *st = server->data;
+  assert_int_equal(status, 0);
+  uv_tcp_init(&loop, &st->conn);
+  st->conn.data = st;
+  assert_int_equal(uv_accept(server, (uv_stream_t *)&st->conn), 0);
+  uv_read_start((uv_stream_t *)&st->conn, stuck_alloc, stuck_read);
+}
+
+/* A connected peer that stops reading: the queue bound holds, sends are
+ * refused and the peer is reported unreachable, and the memory accepted
+ * stays below kernel buffers + the queue bound. */
+static void test_slow_peer_bounded(void **state) {
+  (void)state;
+  static struct node a;
+  memset(&a, 0, sizeof a);
+  a.id = 1;
+  snprintf(a.name, sizeof a.name, "n1");
+  struct peer_transport_options o = options(&a, CLUSTER_ID, TOKEN);
+  o.queue_bytes = 1 << 20;
+  o.max_frame_bytes = 64 << 10;
+  node_start_opts(&a, 1, &o);
+
+  struct stuck_server *st = calloc(1, sizeof *st);
+  Keelraft__Hello h = KEELRAFT__HELLO__INIT;
+  h.protocol_version = PEER_PROTOCOL_VERSION;
+  h.cluster_id = CLUSTER_ID;
+  h.cluster_token = TOKEN;
+  h.member_id = 2;
+  h.member_name = "n2";
+  Keelraft__PeerFrame f = KEELRAFT__PEER_FRAME__INIT;
+  f.body_case = KEELRAFT__PEER_FRAME__BODY_HELLO;
+  f.hello = &h;
+  size_t len = keelraft__peer_frame__pack(&f, st->hello + 4);
+  st->hello[3] = (uint8_t)len;
+  st->hello_len = 4 + len;
+  uv_tcp_init(&loop, &st->listener);
+  st->listener.data = st;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&st->listener, (struct sockaddr *)&addr, 0), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&st->listener, 8, stuck_accept), 0);
+  struct sockaddr_in got;
+  int alen = sizeof got;
+  uv_tcp_getsockname(&st->listener, (struct sockaddr *)&got, &alen);
+  assert_int_equal(
+      peer_transport_add_peer(a.t, 2, "n2", "127.0.0.1", ntohs(got.sin_port)),
+      0);
+  struct node fake_b = {.id = 2};
+  wait_connected(&a, &fake_b);
+
+  uint64_t accepted = 0, refused = 0;
+  struct peer_stats ps;
+  for (int turn = 0; turn < 2000; turn++) {
+    int rc;
+    while ((rc = send_msg(&a, 2, 0, 60000)) == 0)
+      accepted += 60000;
+    assert_int_equal(rc, KEEL_EBUSY);
+    refused++;
+    assert_int_equal(peer_transport_peer_stats(a.t, 2, &ps), 0);
+    assert_true(ps.queue_bytes <= 1 << 20);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  assert_true(ps.connected);
+  assert_true(ps.max_queue_bytes <= 1 << 20);
+  assert_true(a.unreachable >= 1);
+  /* Whatever was accepted is in kernel buffers or our queue: bounded. */
+  assert_true(accepted < (64ull << 20));
+  printf("slow peer: %llu KiB accepted before the queue stayed full\n",
+         (unsigned long long)(accepted >> 10));
+  uv_close((uv_handle_t *)&st->conn, NULL);
+  uv_close((uv_handle_t *)&st->listener, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  free(st);
+  node_stop(&a);
+}
+
+static uint16_t free_port(void) {
+  uv_tcp_t tcp;
+  uv_tcp_init(&loop, &tcp);
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&tcp, (struct sockaddr *)&addr, 0), 0);
+  struct sockaddr_in got;
+  int len = sizeof got;
+  assert_int_equal(uv_tcp_getsockname(&tcp, (struct sockaddr *)&got, &len), 0);
+  uv_close((uv_handle_t *)&tcp, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return ntohs(got.sin_port);
+}
+
+/* Two nodes started from keeld configurations find each other. */
+static void test_start_from_config(void **state) {
+  (void)state;
+  uint16_t p1 = free_port(), p2 = free_port();
+  char cluster[256], url1[64], url2[64];
+  snprintf(url1, sizeof url1, "http://127.0.0.1:%u", p1);
+  snprintf(url2, sizeof url2, "http://127.0.0.1:%u", p2);
+  snprintf(cluster, sizeof cluster, "n1=%s,n2=%s", url1, url2);
+  static struct keel_config cfg[2];
+  static struct node nodes[2];
+  memset(nodes, 0, sizeof nodes);
+  const char *urls[2] = {url1, url2};
+  char err[KEEL_CONFIG_ERR_MAX];
+  for (int i = 0; i < 2; i++) {
+    char name[8];
+    snprintf(name, sizeof name, "n%d", i + 1);
+    char *argv[] = {"keeld",
+                    "--name",
+                    name,
+                    "--listen-peer-urls",
+                    (char *)urls[i],
+                    "--initial-advertise-peer-urls",
+                    (char *)urls[i],
+                    "--initial-cluster",
+                    cluster,
+                    "--listen-client-urls",
+                    "http://127.0.0.1:1",
+                    NULL};
+    assert_int_equal(keel_config_load(&cfg[i], 11, argv, NULL, err, sizeof err),
+                     0);
+    struct peer_transport_options o;
+    peer_transport_options_from_config(&cfg[i], &o);
+    assert_int_equal(o.max_frame_bytes, 8u << 20);
+    o.on_frame = on_frame;
+    o.on_unreachable = on_unreachable;
+    o.ctx = &nodes[i];
+    nodes[i].id = cfg[i].member_id;
+    assert_int_equal(peer_transport_init(&nodes[i].t, &loop, &o), 0);
+    assert_int_equal(
+        peer_transport_start_from_config(nodes[i].t, &cfg[i], err, sizeof err),
+        0);
+  }
+  assert_int_equal(cfg[0].cluster_id, cfg[1].cluster_id);
+  wait_connected(&nodes[0], &nodes[1]);
+  wait_connected(&nodes[1], &nodes[0]);
+  assert_int_equal(send_msg(&nodes[0], nodes[1].id, 0, 0), 0);
+  struct all_received w = {&nodes[1], 1, 1};
+  assert_true(loop_run_until(&loop, all_received, &w, 5000));
+
+  /* A second node on a taken port: the error names the URL. */
+  struct peer_transport *t3;
+  struct peer_transport_options o;
+  peer_transport_options_from_config(&cfg[0], &o);
+  o.on_frame = on_frame;
+  assert_int_equal(peer_transport_init(&t3, &loop, &o), 0);
+  assert_int_equal(
+      peer_transport_start_from_config(t3, &cfg[0], err, sizeof err),
+      -EADDRINUSE);
+  assert_non_null(strstr(err, "--listen-peer-urls: cannot listen on "));
+  assert_non_null(strstr(err, url1));
+  static struct node n3;
+  n3.t = t3;
+  node_stop(&n3);
+  node_stop(&nodes[0]);
+  node_stop(&nodes[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_three_nodes_exchange, setup,
@@ -757,6 +948,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_remove_peer_cancels_stream, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_start_from_config, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_slow_peer_bounded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
