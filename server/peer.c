@@ -670,6 +670,15 @@ static void dial(struct peer *p) {
   t->open++;
 }
 
+uint64_t peer_backoff_delay_ms(uint64_t min_ms, uint64_t max_ms,
+                               unsigned failures, uint64_t random) {
+  unsigned n = failures < 30 ? failures : 30;
+  uint64_t cap = min_ms << n;
+  if (cap > max_ms || (cap >> n) != min_ms) /* past the cap, or overflow */
+    cap = max_ms;
+  return random % (cap + 1); /* full jitter */
+}
+
 static void on_retry(uv_timer_t *timer) {
   dial(timer->data);
 }
@@ -678,11 +687,9 @@ static void schedule_dial(struct peer *p) {
   struct peer_transport *t = p->t;
   if (p->removed || t->closing)
     return;
-  unsigned n = p->failures < 30 ? p->failures : 30;
-  uint64_t cap = t->opt.backoff_min_ms << n;
-  if (cap > t->opt.backoff_max_ms || (cap >> n) != t->opt.backoff_min_ms)
-    cap = t->opt.backoff_max_ms;
-  uint64_t delay = next_random(t) % (cap + 1); /* full jitter */
+  uint64_t delay =
+      peer_backoff_delay_ms(t->opt.backoff_min_ms, t->opt.backoff_max_ms,
+                            p->failures, next_random(t));
   p->failures++;
   uv_timer_start(&p->retry, on_retry, delay, 0);
 }

@@ -195,6 +195,12 @@ int peer_transport_peer_stats(const struct peer_transport *t, uint64_t id,
 void peer_transport_stats(const struct peer_transport *t,
                           struct peer_transport_stats *out);
 
+/* The redial delay after `failures` failed attempts: uniform in
+ * [0, min(max_ms, min_ms * 2^failures)] (full jitter), drawn from `random`
+ * (any 64-bit value). Exposed for tests. */
+uint64_t peer_backoff_delay_ms(uint64_t min_ms, uint64_t max_ms,
+                               unsigned failures, uint64_t random);
+
 /* Closes every connection, timer and the listener; running streams end with
  * KEEL_ECANCELED. When all handles are closed, `t` is freed and `closed`
  * (may be NULL) is called. Call once. */

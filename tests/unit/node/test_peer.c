@@ -932,8 +932,36 @@ static void test_start_from_config(void **state) {
   node_stop(&nodes[1]);
 }
 
+static void test_backoff_full_jitter_bounded(void **state) {
+  (void)state;
+  /* The cap doubles per failure up to the maximum, never past it. */
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 0, 50), 50);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 0, 51), 0);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 1, 100), 100);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 1, 101), 0);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 3, 400), 400);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 3, 401), 0);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 6, 2000), 2000);
+  assert_int_equal(peer_backoff_delay_ms(50, 2000, 6, 2001), 0);
+  for (unsigned f = 0; f < 200; f += 7) {
+    uint64_t r = 0x9E3779B97F4A7C15ull * (f + 1);
+    for (int k = 0; k < 100; k++, r = r * 6364136223846793005ull + 1)
+      assert_true(peer_backoff_delay_ms(50, 2000, f, r) <= 2000);
+  }
+  /* Full jitter: delays spread over the whole range, including near 0. */
+  uint64_t lo = UINT64_MAX, hi = 0, r = 1;
+  for (int k = 0; k < 1000; k++) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t d = peer_backoff_delay_ms(50, 2000, 10, r);
+    lo = d < lo ? d : lo;
+    hi = d > hi ? d : hi;
+  }
+  assert_true(lo < 100 && hi > 1900);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_backoff_full_jitter_bounded),
       cmocka_unit_test_setup_teardown(test_three_nodes_exchange, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_hello_mismatch_refused, setup,
