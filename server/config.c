@@ -357,7 +357,8 @@ static int collect_env(struct loader *ld, char **envp) {
       char key[80];
       size_t klen = vlen - 5 < sizeof key - 1 ? vlen - 5 : sizeof key - 1;
       for (size_t k = 0; k < klen; k++)
-        key[k] = (*e)[5 + k] == '_' ? '-' : (char)tolower((*e)[5 + k]);
+        key[k] = (*e)[5 + k] == '_' ? '-'
+                                    : (char)tolower((unsigned char)(*e)[5 + k]);
       key[klen] = '\0';
       const char *near = suggest(key);
       if (near) {
@@ -1150,8 +1151,12 @@ void keel_config_print_help(FILE *out) {
     }
     char env[96];
     env_name(s->key, env, sizeof env);
-    fprintf(out, "  --%s <%s>\n        %s\n        (default \"%s\"; env %s",
-            s->key, meta, s->help, s->def, env);
+    if (s->def[0])
+      fprintf(out, "  --%s <%s>\n        %s\n        (default \"%s\"; env %s",
+              s->key, meta, s->help, s->def, env);
+    else
+      fprintf(out, "  --%s <%s>\n        %s\n        (env %s", s->key, meta,
+              s->help, env);
     if (s->type == T_UINT || s->type == T_BYTES)
       fprintf(out, "; %llu..%llu", (unsigned long long)s->min,
               (unsigned long long)s->max);
