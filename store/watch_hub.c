@@ -85,6 +85,7 @@ enum wstate { W_SYNCED, W_UNSYNCED, W_VICTIM, W_CANCELED };
 #define WF_DISCARD (1u << 6)      /* client canceled: drop queued events */
 #define WF_EVENTS_SINCE (1u << 7) /* events queued since the last tick */
 #define WF_PROGRESS_Q (1u << 8)   /* a progress node is queued */
+#define WF_CANCEL_NOMEM (1u << 9) /* canceled, but no node: report at pull */
 
 struct wev {
   uint32_t refs;
@@ -157,6 +158,7 @@ struct watch_stream {
   size_t backlog_events;
   size_t n_unsynced;
   int progress_req;
+  size_t n_cancel_nomem; /* watchers with WF_CANCEL_NOMEM */
   /* watch id -> watcher, open addressing with linear probing */
   struct watcher **ids;
   size_t ids_cap, n_watchers;
@@ -189,8 +191,12 @@ struct watch_hub {
 
 /* ---- allocation with accounting -------------------------------------- */
 
+static int fail_injected(struct watch_hub *h, size_t n) {
+  return h->cfg.alloc_fail && h->cfg.alloc_fail(h->cfg.alloc_fail_arg, n);
+}
+
 static void *hub_alloc(struct watch_hub *h, size_t n) {
-  void *p = malloc(n);
+  void *p = fail_injected(h, n) ? NULL : malloc(n);
   if (p) {
     h->bytes_now += n;
     if (h->bytes_now > h->bytes_peak)
@@ -215,7 +221,7 @@ static void hub_free(struct watch_hub *h, void *p, size_t n) {
 }
 
 static void *hub_realloc(struct watch_hub *h, void *p, size_t old, size_t n) {
-  void *q = realloc(p, n);
+  void *q = fail_injected(h, n) ? NULL : realloc(p, n);
   if (q) {
     h->bytes_now = h->bytes_now - old + n;
     if (h->bytes_now > h->bytes_peak)
@@ -770,9 +776,10 @@ static void cancel_watcher(struct watch_hub *h, struct watcher *w,
     }
     enqueue(s, n);
   } else {
-    /* extremely unlikely; remember the cancel in the watcher itself */
+    /* out of memory: remember the cancel in the watcher itself */
     w->next_rev = compact;
-    w->flags |= WF_PROGRESS_Q; /* reused as "cancel pending, no node" */
+    w->flags |= WF_CANCEL_NOMEM;
+    s->n_cancel_nomem++;
     if (!s->head && s->ready)
       s->ready(s->ready_arg, s);
   }
@@ -1375,10 +1382,11 @@ int watch_stream_next(struct watch_stream *s, size_t max_bytes,
   for (;;) {
     struct wnode *n = s->head;
     if (!n) {
-      /* a cancel whose node could not be allocated */
-      for (size_t i = 0; i < s->ids_cap; i++) {
+      /* a cancel whose node could not be allocated (rare: scan) */
+      for (size_t i = 0; s->n_cancel_nomem && i < s->ids_cap; i++) {
         struct watcher *w = s->ids[i];
-        if (w && w->state == W_CANCELED && (w->flags & WF_PROGRESS_Q)) {
+        if (w && w->state == W_CANCELED && (w->flags & WF_CANCEL_NOMEM)) {
+          s->n_cancel_nomem--;
           out->watch_id = w->id;
           out->revision = h->rev;
           out->canceled = 1;

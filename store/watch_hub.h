@@ -111,6 +111,10 @@ struct watch_hub_config {
   size_t stream_backlog_bytes;   /* default 8 MiB */
   size_t stream_backlog_events;  /* default 32768 */
   size_t max_batch_events; /* events merged into one batch; default 1000 */
+  /* Fault injection for tests: when set and it returns non-zero, the hub's
+   * allocation of n bytes fails as if malloc had returned NULL. */
+  int (*alloc_fail)(void *arg, size_t n);
+  void *alloc_fail_arg;
 };
 
 /* Fills `c` with the defaults above and no history reader. */

@@ -31,6 +31,18 @@
 #include "watch_testlib.h"
 
 static uint64_t rng;
+static unsigned fail_rate; /* 1 in fail_rate hub allocations fail; 0: none */
+static uint64_t fail_count;
+
+static uint64_t next(void);
+static int maybe_fail(void *arg, size_t n) {
+  (void)arg, (void)n;
+  if (fail_rate && next() % fail_rate == 0) {
+    fail_count++;
+    return 1;
+  }
+  return 0;
+}
 static uint64_t current_seed;
 /* totals over all seeds, to show the test reaches the interesting paths */
 static struct {
@@ -123,6 +135,8 @@ static void create_watch(struct model *m) {
   req.watch_id = WATCH_ID_AUTO;
   int64_t id;
   int rc = watch_stream_watch(m->s[si], &req, &id);
+  if (rc == -ENOMEM && fail_rate)
+    return;
   assert_int_equal(rc, 0);
   assert_true(id < MAX_IDS);
   m->ids_used[si] = id + 1;
@@ -178,6 +192,7 @@ static void run_seed(uint64_t seed) {
   cfg.stream_backlog_events = 1 + pick(40);
   cfg.stream_backlog_bytes = 100 + pick(2000);
   cfg.max_batch_events = 1 + pick(8);
+  cfg.alloc_fail = maybe_fail;
   /* start with some history the hub never saw live */
   for (int i = 0; i < 5; i++) {
     char k[8];
@@ -188,6 +203,8 @@ static void run_seed(uint64_t seed) {
   for (int i = 0; i < STREAMS; i++)
     assert_int_equal(watch_stream_open(m->h, th_ready, &m->c[i], &m->s[i]), 0);
 
+  /* one seed in three runs short of memory: allocations fail at random */
+  fail_rate = pick(3) == 0 ? 5 + pick(60) : 0;
   int steps = 300 + (int)pick(300);
   for (int step = 0; step < steps; step++) {
     unsigned op = pick(100);
@@ -213,7 +230,8 @@ static void run_seed(uint64_t seed) {
       watch_stream_request_progress(m->s[pick(STREAMS)]);
     }
   }
-  /* drain everything */
+  /* memory is back: drain everything */
+  fail_rate = 0;
   for (int round = 0;; round++) {
     assert_true(round < 100000);
     size_t left = watch_hub_catchup(m->h, 50, 4096);
@@ -226,13 +244,16 @@ static void run_seed(uint64_t seed) {
   for (int i = 0; i < STREAMS; i++) {
     for (int64_t id = 0; id < m->ids_used[i]; id++) {
       struct th_watch *w = &m->c[i].w[id];
-      assert_true(w->used);
+      if (!w->used) /* its creation failed (injected) */
+        continue;
       int client_canceled = (w->flags >> 30) & 1;
       w->flags &= ~(1u << 30);
       if (client_canceled)
         assert_true(w->canceled);
       if (w->canceled && !client_canceled) {
-        /* only compaction cancels here, and it names the revision */
+        /* only compaction cancels here, and it names the revision; being
+         * short of memory never cancels nor skips (it falls back to
+         * history) */
         assert_true(w->compact >= 1 && w->compact <= m->t.compact);
         /* what it missed starts below the compact revision */
         int64_t next = w->n_got ? w->got[w->n_got - 1].rev + 1 : w->start;
@@ -279,10 +300,12 @@ static void test_model(void **state) {
          (unsigned long long)totals.compact_cancels,
          (unsigned long long)totals.client_cancels,
          (unsigned long long)totals.progress);
+  printf("model: %llu injected allocation failures\n",
+         (unsigned long long)fail_count);
   /* the run must have exercised every path it claims to test */
   assert_true(totals.victimized > 0 && totals.compact_cancels > 0 &&
               totals.client_cancels > 0 && totals.progress > 0 &&
-              totals.history_reads > 0);
+              totals.history_reads > 0 && fail_count > 0);
 }
 
 int main(void) {
