@@ -51,10 +51,12 @@
  *      revision it was built at (live), its own revision (history), or
  *      hub->rev (progress), and nodes are queued in that order.
  *   I5 Memory: a watcher's backlog is at most its limit plus one revision
- *      (admitted only into an empty backlog), and the same for a stream;
- *      at most one progress node and one cancel node per watcher. Idle
- *      watchers cost their struct, a share of their key group and a slot in
- *      two hash tables.
+ *      (admitted only into an empty backlog, or read by catch-up into a
+ *      backlog drained to half), and the same for a stream; at most one
+ *      progress node and one cancel node per watcher. Idle watchers cost
+ *      their struct, a share of their key group, a slot in two hash tables
+ *      and one in the unsynced reservation; the tables keep the size of the
+ *      high-water mark of watchers, bounded by max_watchers.
  *   I6 unsynced[] holds exactly the UNSYNCED and VICTIM watchers;
  *      w->uidx is each one's index there.
  *
@@ -609,6 +611,10 @@ static void id_del(struct watch_stream *s, struct watcher *w) {
 
 /* ---- queue ----------------------------------------------------------- */
 
+/* Limits are at most UINT32_MAX / 2 (watch_hub_new), so a backlog within a
+ * limit plus one node stays below UINT32_MAX. */
+#define NODE_BYTES_MAX (UINT32_MAX / 4)
+
 static size_t node_size(uint32_t cap) {
   return sizeof(struct wnode) + (size_t)cap * sizeof(struct wev *);
 }
@@ -647,7 +653,12 @@ static int node_add(struct watch_hub *h, struct wnode **np, struct wev *e,
   }
   e->refs++;
   n->ev[n->n++] = e;
-  n->bytes += (uint32_t)cost;
+  /* Saturate: a giant revision counts as "more than any limit", which is
+   * all the backlog needs to know, and the 32-bit counters cannot wrap. */
+  if (cost > NODE_BYTES_MAX - n->bytes)
+    n->bytes = NODE_BYTES_MAX;
+  else
+    n->bytes += (uint32_t)cost;
   return 0;
 }
 
@@ -939,7 +950,9 @@ static void stab(struct watch_hub *h, struct wrange *n, const uint8_t *k,
 
 int watch_hub_publish(struct watch_hub *h, int64_t rev,
                       const struct store_event *events, size_t n) {
-  if (rev <= h->rev)
+  /* One by one: a skipped revision would be skipped by every watcher in
+   * sync (I1); watch_hub_jump() is the way across a gap. */
+  if (rev != h->rev + 1)
     return -EINVAL;
   for (size_t i = 0; i < n; i++)
     if (events[i].kv.mod_revision != rev ||
@@ -984,6 +997,25 @@ int watch_hub_publish(struct watch_hub *h, int64_t rev,
     }
   }
   h->n_touched = 0;
+  return 0;
+}
+
+int watch_hub_jump(struct watch_hub *h, int64_t rev) {
+  if (rev < h->rev)
+    return -EINVAL;
+  for (struct watch_stream *s = h->streams; s; s = s->next)
+    for (size_t i = 0; i < s->ids_cap; i++) {
+      struct watcher *w = s->ids[i];
+      if (!w || w->state != W_SYNCED)
+        continue;
+      if (w->next_rev <= h->rev)
+        w->next_rev = h->rev + 1;
+      if (w->next_rev <= rev) {
+        unsynced_add(h, w); /* capacity reserved at creation */
+        w->state = W_UNSYNCED;
+      }
+    }
+  h->rev = rev;
   return 0;
 }
 

@@ -132,14 +132,24 @@ int64_t watch_hub_revision(const struct watch_hub *h);
 
 /* Tells the hub that revision `rev` committed with these events (copied if
  * kept; the caller keeps ownership). Every event's kv.mod_revision must be
- * `rev`; rev must be greater than watch_hub_revision() (a gap is allowed: it
- * is read from history by watchers that need it). n may be 0.
+ * `rev`; rev must be watch_hub_revision() + 1 (revisions are published one
+ * by one, in order; see watch_hub_jump() for a snapshot install). n may be
+ * 0 (a revision without events).
  * Cost: per event, O(log W + matching watchers).
- * Errors: -EINVAL (rev not increasing, an event of another revision, a key
- * longer than max_key_len). An allocation failure does not fail the call:
- * the watchers concerned drop back to catch-up from history. */
+ * Errors: -EINVAL (rev is not the next revision, an event of another
+ * revision or of unknown type, a key longer than max_key_len); nothing is
+ * changed then. An allocation failure does not fail the call: the watchers
+ * concerned drop back to catch-up from history. */
 int watch_hub_publish(struct watch_hub *h, int64_t rev,
                       const struct store_event *events, size_t n);
+
+/* The store's revision jumped to `rev` without the revisions in between
+ * being published (a snapshot was installed). Every watcher in sync drops
+ * to catch-up from its position, so nothing in between is skipped: it is
+ * read from history (or the watcher is canceled with compact_revision if
+ * the new history does not reach back that far). O(watchers).
+ * Errors: -EINVAL (rev < watch_hub_revision()). */
+int watch_hub_jump(struct watch_hub *h, int64_t rev);
 
 /* Reads history for watchers that are behind, in chunks of at most
  * max_events events / max_bytes bytes per read_history call, until that much
@@ -172,8 +182,10 @@ void watch_hub_stats(const struct watch_hub *h, struct watch_hub_stats *st);
 /* ---- Streams and watchers --------------------------------------------- */
 
 /* Called when the stream has something to pull: its queue went from empty
- * to non-empty, or a requested progress notification became due. It must
- * not call into the hub (schedule a write instead). */
+ * to non-empty, or a requested progress notification became due. It fires
+ * on that transition only: once it fired, keep pulling (when the socket can
+ * take more) until watch_stream_next() returns 0. It must not call into the
+ * hub (schedule a write instead). */
 typedef void (*watch_ready_fn)(void *arg, struct watch_stream *s);
 
 /* Opens a stream. ready may be NULL (the server then polls). Errors:

@@ -417,6 +417,41 @@ static void test_history_errors(void **state) {
   fx_free(f);
 }
 
+/* A snapshot install jumps the revision: watchers in sync read the skipped
+ * revisions from the new history instead of skipping them; one whose
+ * position the new history no longer holds is canceled with
+ * compact_revision; one waiting for a later revision stays in sync. */
+static void test_jump(void **state) {
+  (void)state;
+  struct fx *f = fx_new(NULL);
+  put(f, "k", "0");
+  struct th_watch *exact = watch(f, "k", NULL, 0, 0, 0);
+  struct th_watch *prefix = watch(f, "", "\0", 1, 0, WATCH_PREV_KV);
+  struct th_watch *future = watch(f, "k", NULL, 0, 12, 0);
+  for (int i = 0; i < 9; i++) /* revisions 2..10 never published */
+    th_put(&f->t, i % 2 ? "k" : "j", val(i));
+  assert_int_equal(watch_hub_jump(f->h, f->t.rev), 0);
+  assert_int_equal(watch_hub_unsynced(f->h), 2);
+  for (int i = 0; i < 4; i++)
+    put(f, "k", val(100 + i)); /* 11..14 live */
+  settle(f, 1 << 20);
+  th_check(&f->t, exact, f->t.rev);
+  th_check(&f->t, prefix, f->t.rev);
+  th_check(&f->t, future, f->t.rev);
+  assert_int_equal(exact->n_got, 8);
+  assert_int_equal(prefix->n_got, 13);
+  assert_int_equal(future->n_got, 3);
+  /* the new history starts above a watcher's position */
+  for (int i = 0; i < 5; i++)
+    th_put(&f->t, "k", val(200 + i));
+  f->t.compact = f->t.rev - 1;
+  assert_int_equal(watch_hub_jump(f->h, f->t.rev), 0);
+  settle(f, 1 << 20);
+  assert_true(exact->canceled);
+  assert_int_equal(exact->compact, f->t.compact);
+  fx_free(f);
+}
+
 /* Filters, prev_kv, and the three kinds of range. */
 static void test_filters_prev_ranges(void **state) {
   (void)state;
@@ -496,9 +531,17 @@ static void test_errors_and_limits(void **state) {
   put(f, "k", "v");
   struct store_event e = f->t.revs[1].ev[0];
   assert_int_equal(watch_hub_publish(f->h, 1, &e, 1), -EINVAL);
-  assert_int_equal(watch_hub_publish(f->h, 3, &e, 1), -EINVAL);
-  assert_int_equal(watch_hub_publish(f->h, 5, NULL, 0), 0);
-  assert_int_equal(watch_hub_revision(f->h), 5);
+  assert_int_equal(watch_hub_publish(f->h, 3, NULL, 0), -EINVAL); /* gap */
+  e.kv.mod_revision = 2;
+  e.type = (enum store_event_type)7;
+  assert_int_equal(watch_hub_publish(f->h, 2, &e, 1), -EINVAL);
+  e.type = STORE_EVENT_PUT;
+  e.kv.key_len = 17;
+  assert_int_equal(watch_hub_publish(f->h, 2, &e, 1), -EINVAL);
+  assert_int_equal(watch_hub_revision(f->h), 1); /* nothing changed */
+  assert_int_equal(watch_hub_publish(f->h, 2, NULL, 0), 0);
+  assert_int_equal(watch_hub_revision(f->h), 2);
+  assert_int_equal(watch_hub_jump(f->h, 1), -EINVAL);
   /* bad config */
   struct watch_hub *h2;
   struct watch_hub_config bad;
@@ -576,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_catchup_races_live),
       cmocka_unit_test(test_compaction_slow_watcher),
       cmocka_unit_test(test_history_errors),
+      cmocka_unit_test(test_jump),
       cmocka_unit_test(test_filters_prev_ranges),
       cmocka_unit_test(test_errors_and_limits),
       cmocka_unit_test(test_streams_and_sharing),

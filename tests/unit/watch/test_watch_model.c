@@ -163,6 +163,17 @@ static void write_rev(struct model *m) {
   th_publish(&m->t, m->h, r);
 }
 
+/* A snapshot install: revisions reach the store without being published. */
+static void jump(struct model *m) {
+  unsigned n = 1 + pick(5);
+  for (unsigned i = 0; i < n; i++) {
+    char k[8];
+    rand_key(k);
+    th_put(&m->t, k, pick(2) ? "snap" : "shot");
+  }
+  assert_int_equal(watch_hub_jump(m->h, m->t.rev), 0);
+}
+
 static void cancel_one(struct model *m) {
   int si = (int)pick(STREAMS);
   if (!m->ids_used[si])
@@ -224,6 +235,8 @@ static void run_seed(uint64_t seed) {
       int64_t span = m->t.rev - m->t.compact;
       if (span > 0)
         m->t.compact += (int64_t)pick((unsigned)span / 2 + 1);
+    } else if (op < 92) {
+      jump(m);
     } else if (op < 96) {
       watch_hub_progress_tick(m->h);
     } else {
