@@ -10,17 +10,19 @@
  *
  * Watcher states:
  *
- *                 create(start <= rev)          create(start = 0 or > rev)
- *                        |                                   |
- *                        v        chunk reaches hub->rev     v
- *   .------------>  UNSYNCED  ---------------------------> SYNCED
- *   |  backlog          |  \                                 |
- *   |  drained          |   \ history compacted              | a revision
- *   |  (<= half)        |    \ or read error                 | does not fit
- *   |                   |     v                              | the backlog
- *  VICTIM <-------------+--  CANCELED  <--- client cancel    |
- *     ^                       (from any state)               |
- *     '------------------------------------------------------'
+ *     create, start <= hub->rev            create, start 0 or > hub->rev
+ *               |                                     |
+ *               v      a history chunk reaches        v
+ *   +----> UNSYNCED ------- hub->rev -------------> SYNCED
+ *   |           ^                                   | |
+ *   |           +----- watch_hub_jump (snapshot) ---+ |
+ *   | backlog                                         | a revision does
+ *   | drained                                         | not fit the
+ *   | to half                                         | backlog
+ *   +----- VICTIM <-----------------------------------+
+ *
+ *   any state ---- client cancel, or history compacted / read error ---->
+ *   CANCELED ---- its cancel batch is pulled ----> freed
  *
  *   SYNCED    in the match index and fed by watch_hub_publish().
  *   UNSYNCED  behind: next_rev <= hub->rev. watch_hub_catchup() reads
@@ -40,7 +42,8 @@
  *   I2 A watcher's queued nodes are in revision order and each holds all of
  *      its events of one revision (or is a progress/cancel marker); a
  *      revision is admitted to the queue whole or not at all.
- *   I3 Live and history never overlap: publish feeds only SYNCED watchers;
+ *   I3 Live and history never overlap: publish feeds only SYNCED watchers
+ *      and only one revision at a time (hub->rev + 1, never a gap);
  *      catch-up reads up to hub->rev at most, and turns a watcher SYNCED
  *      exactly when its next_rev passes hub->rev. Since both run on the one
  *      loop thread, no revision can slip between "read up to hub->rev" and
@@ -188,7 +191,7 @@ struct watch_hub {
   struct watcher **touched;
   size_t n_touched, touched_cap;
   size_t bytes_now, bytes_peak;
-  uint64_t victimized, history_reads;
+  uint64_t victimized, history_reads, index_steps;
 };
 
 /* ---- allocation with accounting -------------------------------------- */
@@ -333,7 +336,7 @@ static struct wgroup *exact_find(struct watch_hub *h, const uint8_t *k,
   if (!h->n_buckets)
     return NULL;
   struct wgroup *g = h->buckets[hash & (h->n_buckets - 1)];
-  for (; g; g = g->hnext)
+  for (; g; g = g->hnext, h->index_steps++)
     if (g->hash == hash && g->key_len == n && !memcmp(g->key, k, n))
       return g;
   return NULL;
@@ -863,6 +866,7 @@ void watch_hub_stats(const struct watch_hub *h, struct watch_hub_stats *st) {
   st->bytes_peak = h->bytes_peak;
   st->victimized = h->victimized;
   st->history_reads = h->history_reads;
+  st->index_steps = h->index_steps;
 }
 
 /* Fell behind at revision `rev` (not queued): catch up from history later. */
@@ -936,6 +940,7 @@ static void stab(struct watch_hub *h, struct wrange *n, const uint8_t *k,
                  size_t kn, int64_t rev, const struct store_event *e,
                  struct wev **shared) {
   while (n) {
+    h->index_steps++;
     if (!end_above(n->maxg, k, kn))
       return;
     stab(h, n->left, k, kn, rev, e, shared);
@@ -1028,6 +1033,7 @@ struct catchup_ctx {
   struct wnode *cur; /* events of revision cur_rev, not yet queued */
   int64_t cur_rev;
   int64_t done_rev; /* every revision below it has been queued */
+  size_t read;      /* events emitted, filtered ones included */
 };
 
 static void flush_rev(struct catchup_ctx *c) {
@@ -1054,6 +1060,7 @@ static int catchup_emit(void *arg, const struct store_event *e) {
   }
   if (!w_contains(w, e->kv.key, e->kv.key_len))
     return -EINVAL;
+  c->read++;
   if (e->type == STORE_EVENT_PUT && (w->flags & WATCH_NOPUT))
     return 0;
   if (e->type == STORE_EVENT_DELETE && (w->flags & WATCH_NODELETE))
@@ -1082,8 +1089,9 @@ static void become_synced(struct watch_hub *h, struct watcher *w) {
   maybe_progress_ready(w->stream);
 }
 
-/* One chunk for one watcher; returns the events read (for the budget), or
- * SIZE_MAX when the read ran out of memory. */
+/* One chunk for one watcher; returns the events read, filtered ones
+ * included (for the caller's budget), or SIZE_MAX when the read ran out of
+ * memory. */
 static size_t catchup_one(struct watch_hub *h, struct watcher *w,
                           size_t max_events, size_t max_bytes) {
   assert(w->state == W_UNSYNCED);
@@ -1123,9 +1131,8 @@ static size_t catchup_one(struct watch_hub *h, struct watcher *w,
     req.max_bytes = 1;
   req.want_prev = (w->flags & WATCH_PREV_KV) != 0;
 
-  struct catchup_ctx c = {h, w, &req, NULL, 0, req.from_rev};
+  struct catchup_ctx c = {h, w, &req, NULL, 0, req.from_rev, 0};
   int64_t next = 0, compact = 0;
-  size_t before = w->backlog_events;
   h->history_reads++;
   int rc = cfg->read_history(cfg->history_ctx, &req, catchup_emit, &c, &next,
                              &compact);
@@ -1142,7 +1149,6 @@ static size_t catchup_one(struct watch_hub *h, struct watcher *w,
       node_free(h, c.cur);
     w->next_rev = c.done_rev;
   }
-  size_t got = w->backlog_events - before;
   if (rc == KEEL_ECOMPACTED) {
     cancel_watcher(h, w, compact, keel_strerror(KEEL_ECOMPACTED), 0);
   } else if (rc == -ENOMEM) {
@@ -1152,7 +1158,7 @@ static size_t catchup_one(struct watch_hub *h, struct watcher *w,
   } else if (w->next_rev > h->rev) {
     become_synced(h, w);
   }
-  return got ? got : 1; /* an empty chunk still costs a read */
+  return c.read ? c.read : 1; /* an empty chunk still costs a read */
 }
 
 size_t watch_hub_catchup(struct watch_hub *h, size_t max_events,

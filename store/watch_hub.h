@@ -176,6 +176,7 @@ struct watch_hub_stats {
   size_t bytes_peak;      /* high-water mark of bytes_now */
   uint64_t victimized;    /* times a watcher fell behind its backlog limit */
   uint64_t history_reads; /* read_history calls */
+  uint64_t index_steps;   /* hash chain and tree nodes visited by publish */
 };
 void watch_hub_stats(const struct watch_hub *h, struct watch_hub_stats *st);
 

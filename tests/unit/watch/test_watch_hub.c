@@ -452,6 +452,88 @@ static void test_jump(void **state) {
   fx_free(f);
 }
 
+/* Matching cost: with 40,000 groups the index visits O(log G) nodes per
+ * event plus the matching groups, not O(G). */
+static void test_index_cost(void **state) {
+  (void)state;
+  struct watch_hub_config cfg;
+  watch_hub_config_init(&cfg);
+  cfg.stream_backlog_events = 1 << 20;
+  cfg.stream_backlog_bytes = 1 << 30;
+  struct fx *f = fx_new(&cfg);
+  enum { N = 20000, NESTED = 64 };
+  char k[32], e[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(k, sizeof k, "r/%05d/", i); /* disjoint prefixes */
+    snprintf(e, sizeof e, "r/%05d0", i);
+    struct watch_create req = {
+        (const uint8_t *)k, strlen(k), (const uint8_t *)e, strlen(e), 0, 0,
+        WATCH_ID_AUTO};
+    int64_t id;
+    assert_int_equal(watch_stream_watch(f->s, &req, &id), 0);
+    snprintf(k, sizeof k, "e/%05d", i); /* exact keys */
+    struct watch_create req2 = {(const uint8_t *)k, strlen(k), NULL, 0, 0, 0,
+                                WATCH_ID_AUTO};
+    assert_int_equal(watch_stream_watch(f->s, &req2, &id), 0);
+  }
+  for (int i = 0; i < NESTED; i++) { /* all contain "n/x" */
+    snprintf(e, sizeof e, "n/y%03d", i);
+    struct watch_create req = {
+        (const uint8_t *)"n/", 2, (const uint8_t *)e, strlen(e), 0, 0,
+        WATCH_ID_AUTO};
+    int64_t id;
+    assert_int_equal(watch_stream_watch(f->s, &req, &id), 0);
+  }
+  struct watch_hub_stats st0, st1;
+  struct store_event ev = {0};
+  ev.type = STORE_EVENT_PUT;
+  ev.kv.value = (const uint8_t *)"v";
+  ev.kv.value_len = 1;
+  int64_t rev = watch_hub_revision(f->h);
+  uint64_t unmatched = 0, one = 0, nested = 0, delivered = 0;
+  for (int i = 0; i < 1000; i++) {
+    ev.kv.mod_revision = ++rev;
+    snprintf(k, sizeof k, "r/%05d/key", (i * 7919) % N);
+    ev.kv.key = (const uint8_t *)k;
+    ev.kv.key_len = strlen(k);
+    watch_hub_stats(f->h, &st0);
+    assert_int_equal(watch_hub_publish(f->h, rev, &ev, 1), 0);
+    watch_hub_stats(f->h, &st1);
+    one += st1.index_steps - st0.index_steps;
+
+    ev.kv.mod_revision = ++rev;
+    snprintf(k, sizeof k, "q/%05d", i);
+    ev.kv.key_len = strlen(k);
+    watch_hub_stats(f->h, &st0);
+    assert_int_equal(watch_hub_publish(f->h, rev, &ev, 1), 0);
+    watch_hub_stats(f->h, &st1);
+    unmatched += st1.index_steps - st0.index_steps;
+
+    ev.kv.mod_revision = ++rev;
+    ev.kv.key = (const uint8_t *)"n/x";
+    ev.kv.key_len = 3;
+    watch_hub_stats(f->h, &st0);
+    assert_int_equal(watch_hub_publish(f->h, rev, &ev, 1), 0);
+    watch_hub_stats(f->h, &st1);
+    nested += st1.index_steps - st0.index_steps;
+    if (i % 100 == 99) {
+      struct watch_batch b;
+      while (watch_stream_next(f->s, 1 << 20, &b) == 1)
+        delivered += b.n_events;
+    }
+  }
+  assert_int_equal(delivered, 1000 + 1000 * NESTED);
+  printf("index steps per event (%d groups): matching one %.1f, none %.1f, "
+         "%d nested %.1f\n",
+         2 * N + NESTED, one / 1000.0, unmatched / 1000.0, NESTED,
+         nested / 1000.0);
+  /* log2(40064) ~ 15.3; a treap's depth is about 2 ln G ~ 21 */
+  assert_true(one / 1000.0 < 80);
+  assert_true(unmatched / 1000.0 < 80);
+  assert_true(nested / 1000.0 < 80 + 4.0 * NESTED);
+  fx_free(f);
+}
+
 /* Filters, prev_kv, and the three kinds of range. */
 static void test_filters_prev_ranges(void **state) {
   (void)state;
@@ -620,6 +702,7 @@ int main(void) {
       cmocka_unit_test(test_compaction_slow_watcher),
       cmocka_unit_test(test_history_errors),
       cmocka_unit_test(test_jump),
+      cmocka_unit_test(test_index_cost),
       cmocka_unit_test(test_filters_prev_ranges),
       cmocka_unit_test(test_errors_and_limits),
       cmocka_unit_test(test_streams_and_sharing),
