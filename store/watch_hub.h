@@ -131,7 +131,11 @@ void watch_hub_free(struct watch_hub *h);
 int64_t watch_hub_revision(const struct watch_hub *h);
 
 /* Tells the hub that revision `rev` committed with these events (copied if
- * kept; the caller keeps ownership). Every event's kv.mod_revision must be
+ * kept; the caller keeps ownership). Events carry prev_kv (has_prev = 1)
+ * whenever the key existed before, as history reads with want_prev do; the
+ * hub hands it only to watchers created with WATCH_PREV_KV. Call it only
+ * once the revision is readable through read_history (after the LMDB
+ * commit). Every event's kv.mod_revision must be
  * `rev`; rev must be watch_hub_revision() + 1 (revisions are published one
  * by one, in order; see watch_hub_jump() for a snapshot install). n may be
  * 0 (a revision without events).
