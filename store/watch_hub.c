@@ -55,8 +55,9 @@
  *      hub->rev (progress), and nodes are queued in that order.
  *   I5 Memory: a watcher's backlog is at most its limit plus one revision
  *      (admitted only into an empty backlog, or read by catch-up into a
- *      backlog drained to half), and the same for a stream; at most one
- *      progress node and one cancel node per watcher. Idle watchers cost
+ *      backlog drained to half), and the same for a stream (of which there
+ *      are at most max_streams); at most one progress node and one cancel
+ *      node per watcher. Idle watchers cost
  *      their struct, a share of their key group, a slot in two hash tables
  *      and one in the unsynced reservation; the tables keep the size of the
  *      high-water mark of watchers, bounded by max_watchers.
@@ -809,6 +810,7 @@ static void watcher_free(struct watch_hub *h, struct watcher *w) {
 
 void watch_hub_config_init(struct watch_hub_config *c) {
   memset(c, 0, sizeof *c);
+  c->max_streams = 10000;
   c->max_watchers = 1000000;
   c->max_watchers_per_stream = 100000;
   c->max_key_len = 64 * 1024;
@@ -820,8 +822,8 @@ void watch_hub_config_init(struct watch_hub_config *c) {
 }
 
 int watch_hub_new(const struct watch_hub_config *c, struct watch_hub **out) {
-  if (!c->read_history || c->current_rev < 0 || !c->max_watchers ||
-      !c->max_watchers_per_stream || !c->max_key_len ||
+  if (!c->read_history || c->current_rev < 0 || !c->max_streams ||
+      !c->max_watchers || !c->max_watchers_per_stream || !c->max_key_len ||
       !c->watcher_backlog_bytes || !c->watcher_backlog_events ||
       !c->stream_backlog_bytes || !c->stream_backlog_events ||
       !c->max_batch_events || c->watcher_backlog_bytes > UINT32_MAX / 2 ||
@@ -1226,6 +1228,8 @@ void watch_stream_request_progress(struct watch_stream *s) {
 
 int watch_stream_open(struct watch_hub *h, watch_ready_fn ready, void *arg,
                       struct watch_stream **out) {
+  if (h->n_streams >= h->cfg.max_streams)
+    return KEEL_ELIMIT;
   struct watch_stream *s = hub_calloc(h, sizeof *s);
   if (!s)
     return -ENOMEM;

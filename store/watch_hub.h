@@ -99,13 +99,16 @@ struct watch_hub_config {
   int64_t current_rev; /* the store's revision when the hub starts */
   watch_read_history_fn read_history; /* required */
   void *history_ctx;
+  size_t max_streams;             /* default 10,000 */
   size_t max_watchers;            /* whole hub; default 1,000,000 */
   size_t max_watchers_per_stream; /* default 100,000 */
   size_t max_key_len;             /* key and range_end; default 64 KiB */
   /* Backlog: bytes and events queued for a watcher (and for a whole stream)
    * but not yet pulled. Past a limit a watcher stops being fed live events
    * and is served from history later. A single revision larger than a limit
-   * is still queued when the backlog is empty, so progress never stops. */
+   * is still queued when the backlog is empty, so progress never stops.
+   * The hub's queued bytes are thus at most max_streams x (stream limit +
+   * one revision); the server sizes these to its memory. */
   size_t watcher_backlog_bytes;  /* default 1 MiB */
   size_t watcher_backlog_events; /* default 4096 */
   size_t stream_backlog_bytes;   /* default 8 MiB */
@@ -194,7 +197,7 @@ void watch_hub_stats(const struct watch_hub *h, struct watch_hub_stats *st);
 typedef void (*watch_ready_fn)(void *arg, struct watch_stream *s);
 
 /* Opens a stream. ready may be NULL (the server then polls). Errors:
- * -ENOMEM. */
+ * KEEL_ELIMIT (max_streams open), -ENOMEM. */
 int watch_stream_open(struct watch_hub *h, watch_ready_fn ready, void *arg,
                       struct watch_stream **out);
 

@@ -575,7 +575,12 @@ static void test_errors_and_limits(void **state) {
   watch_hub_config_init(&cfg);
   cfg.max_watchers_per_stream = 3;
   cfg.max_key_len = 16;
+  cfg.max_streams = 2;
   struct fx *f = fx_new(&cfg);
+  struct watch_stream *s2, *s3;
+  assert_int_equal(watch_stream_open(f->h, NULL, NULL, &s2), 0);
+  assert_int_equal(watch_stream_open(f->h, NULL, NULL, &s3), KEEL_ELIMIT);
+  watch_stream_close(s2);
   struct watch_create req = {0};
   int64_t id;
   req.key = (const uint8_t *)"k";
