@@ -71,9 +71,12 @@ struct watch_history_req {
 typedef int (*watch_emit_fn)(void *emit_ctx, const struct store_event *ev);
 
 /* Reads one chunk of history. Contract:
- *   - Revisions below the compact revision are gone: if req->from_rev is
- *     lower than it, return KEEL_ECOMPACTED and set *compact_rev; emit
- *     nothing.
+ *   - Compacted history is gone: if req->from_rev is below the first
+ *     revision the history still holds, return KEEL_ECOMPACTED, set
+ *     *compact_rev to that first revision and emit nothing. The watcher is
+ *     canceled with compact_revision = *compact_rev, and a client resumes
+ *     from there, so it must be readable. (A store whose compaction at C
+ *     also drops revision C sets *compact_rev = C + 1.)
  *   - Otherwise emit the matching events of revisions from req->from_rev on,
  *     never past req->max_rev, and stop at a revision boundary once
  *     max_events or max_bytes is reached (one revision is never split across
