@@ -534,6 +534,116 @@ static void test_index_cost(void **state) {
   fx_free(f);
 }
 
+/* The index under churn: thousands of random keys, prefixes, ranges and
+ * from-key watchers are added and canceled at random; after every event the
+ * set of watchers that got it equals the brute-force set. Seeded. */
+static uint64_t ix_rng = 42;
+static unsigned ix_pick(unsigned n) {
+  ix_rng = ix_rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (unsigned)((ix_rng >> 33) % n);
+}
+static void ix_key(char *k) {
+  int n = 1 + (int)ix_pick(4);
+  for (int i = 0; i < n; i++)
+    k[i] = (char)('a' + ix_pick(4));
+  k[n] = 0;
+}
+
+static void test_index_random(void **state) {
+  (void)state;
+  struct watch_hub_config cfg;
+  watch_hub_config_init(&cfg);
+  cfg.stream_backlog_events = 1 << 20;
+  cfg.stream_backlog_bytes = 1 << 30;
+  struct fx *f = fx_new(&cfg);
+  enum { MAXW = 6000 };
+  struct ixw {
+    char key[8], end[8];
+    size_t end_len;
+    int live, got;
+  } *w = calloc(MAXW, sizeof *w);
+  assert_non_null(w);
+  int n = 0;
+  int64_t rev = watch_hub_revision(f->h);
+  for (int step = 0; step < 4000; step++) {
+    /* a few creations and cancels per event */
+    for (int j = 0; j < 2 && n < MAXW; j++) {
+      struct ixw *x = &w[n];
+      ix_key(x->key);
+      switch (ix_pick(4)) {
+      case 0:
+        x->end_len = 0;
+        break;
+      case 1:
+        ix_key(x->end);
+        if (strcmp(x->end, x->key) <= 0) {
+          snprintf(x->end, sizeof x->end, "%s", x->key);
+          x->end[strlen(x->end) - 1]++;
+        }
+        x->end_len = strlen(x->end);
+        break;
+      case 2:
+        snprintf(x->end, sizeof x->end, "%s", x->key);
+        x->end[strlen(x->end) - 1]++;
+        x->end_len = strlen(x->end);
+        break;
+      default:
+        x->end[0] = 0;
+        x->end_len = 1;
+      }
+      struct watch_create req = {(const uint8_t *)x->key,
+                                 strlen(x->key),
+                                 (const uint8_t *)x->end,
+                                 x->end_len,
+                                 0,
+                                 0,
+                                 WATCH_ID_AUTO};
+      int64_t id;
+      assert_int_equal(watch_stream_watch(f->s, &req, &id), 0);
+      assert_int_equal(id, n);
+      x->live = 1;
+      n++;
+    }
+    if (n && ix_pick(3) == 0) {
+      int v = (int)ix_pick((unsigned)n);
+      if (w[v].live) {
+        assert_int_equal(watch_stream_cancel(f->s, v, NULL), 0);
+        w[v].live = 0;
+      }
+    }
+    char k[8];
+    ix_key(k);
+    struct store_event ev = {0};
+    ev.type = STORE_EVENT_PUT;
+    ev.kv.key = (const uint8_t *)k;
+    ev.kv.key_len = strlen(k);
+    ev.kv.mod_revision = ++rev;
+    assert_int_equal(watch_hub_publish(f->h, rev, &ev, 1), 0);
+    for (int i = 0; i < n; i++)
+      w[i].got = 0;
+    struct watch_batch b;
+    while (watch_stream_next(f->s, 1 << 20, &b) == 1) {
+      if (b.canceled)
+        continue;
+      assert_int_equal(b.n_events, 1);
+      assert_int_equal(b.events[0].kv.mod_revision, rev);
+      assert_false(w[b.watch_id].got);
+      w[b.watch_id].got = 1;
+    }
+    for (int i = 0; i < n; i++) {
+      int want =
+          w[i].live && th_in_range(ev.kv.key, ev.kv.key_len,
+                                   (const uint8_t *)w[i].key, strlen(w[i].key),
+                                   (const uint8_t *)w[i].end, w[i].end_len);
+      if (want != w[i].got)
+        fail_msg("step %d key %s watcher %d [%s, %s) live %d: got %d", step, k,
+                 i, w[i].key, w[i].end, w[i].live, w[i].got);
+    }
+  }
+  free(w);
+  fx_free(f);
+}
+
 /* Filters, prev_kv, and the three kinds of range. */
 static void test_filters_prev_ranges(void **state) {
   (void)state;
@@ -708,6 +818,7 @@ int main(void) {
       cmocka_unit_test(test_history_errors),
       cmocka_unit_test(test_jump),
       cmocka_unit_test(test_index_cost),
+      cmocka_unit_test(test_index_random),
       cmocka_unit_test(test_filters_prev_ranges),
       cmocka_unit_test(test_errors_and_limits),
       cmocka_unit_test(test_streams_and_sharing),
