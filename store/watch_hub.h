@@ -127,7 +127,8 @@ struct watch_hub_config {
 void watch_hub_config_init(struct watch_hub_config *c);
 
 /* Creates a hub. Errors: -EINVAL (no read_history, negative current_rev, a
- * zero limit), -ENOMEM. */
+ * zero limit, a watcher backlog limit above UINT32_MAX / 2 or max_key_len
+ * above UINT32_MAX / 4), -ENOMEM. */
 int watch_hub_new(const struct watch_hub_config *c, struct watch_hub **out);
 
 /* Frees the hub. Every stream must have been closed first. */
