@@ -290,8 +290,8 @@ static int take_line(struct pstate *s, const struct lline *l) {
   return rc;
 }
 
-int profiles_parse_properties(const char *buf, size_t len,
-                              const char *filename, const char *base_profile,
+int profiles_parse_properties(const char *buf, size_t len, const char *filename,
+                              const char *base_profile,
                               const struct profiles_limits *lim,
                               struct profiles_docs *out,
                               struct profiles_error *err) {
@@ -448,10 +448,10 @@ int profiles_parse_file(const char *path, const char *base_profile,
   }
   size_t pl = strlen(path);
   int props = pl >= 11 && strcmp(path + pl - 11, ".properties") == 0;
-  int rc = props ? profiles_parse_properties(buf, n, path, base_profile, lim,
-                                             out, err)
-                 : profiles_parse_yaml(buf, n, path, base_profile, lim, out,
-                                       err);
+  int rc =
+      props
+          ? profiles_parse_properties(buf, n, path, base_profile, lim, out, err)
+          : profiles_parse_yaml(buf, n, path, base_profile, lim, out, err);
   free(buf);
   return rc;
 }

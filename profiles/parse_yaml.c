@@ -143,8 +143,7 @@ static int key_cmp(const void *a, const void *b) {
 static int collect_pairs(struct fl *f, yaml_node_t *map, struct kvs *out,
                          size_t depth) {
   if (depth > f->lim->max_depth)
-    return fl_limit(f, map->start_mark, "nesting too deep",
-                    f->lim->max_depth);
+    return fl_limit(f, map->start_mark, "nesting too deep", f->lim->max_depth);
   yaml_node_pair_t *b = map->data.mapping.pairs.start;
   yaml_node_pair_t *e = map->data.mapping.pairs.top;
   size_t own = 0;
@@ -176,16 +175,16 @@ static int collect_pairs(struct fl *f, yaml_node_t *map, struct kvs *out,
     qsort(keys, own, sizeof *keys, key_cmp);
     for (size_t i = 1; i < own; i++) {
       if (key_cmp(&keys[i - 1], &keys[i]) == 0) {
-        yaml_node_t *later = keys[i]->start_mark.index >
-                                     keys[i - 1]->start_mark.index
-                                 ? keys[i]
-                                 : keys[i - 1];
+        yaml_node_t *later =
+            keys[i]->start_mark.index > keys[i - 1]->start_mark.index
+                ? keys[i]
+                : keys[i - 1];
         char k[200];
         snprintf(k, sizeof k, "%.*s", (int)later->data.scalar.length,
                  (const char *)later->data.scalar.value);
         free(keys);
-        return fl_fail(f, later->start_mark, KEEL_EPARSE,
-                       "duplicate key '%s'", k);
+        return fl_fail(f, later->start_mark, KEEL_EPARSE, "duplicate key '%s'",
+                       k);
       }
     }
     free(keys);

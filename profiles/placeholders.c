@@ -24,8 +24,7 @@
 static const char *env_get(const char *const *envp, size_t n,
                            const char *name) {
   size_t nl = strlen(name);
-  for (size_t i = 0; envp && (n == (size_t)-1 ? envp[i] != NULL : i < n);
-       i++) {
+  for (size_t i = 0; envp && (n == (size_t)-1 ? envp[i] != NULL : i < n); i++) {
     const char *e = envp[i];
     if (e && strncmp(e, name, nl) == 0 && e[nl] == '=')
       return e + nl + 1;
@@ -217,9 +216,8 @@ static int resolve_text(struct rctx *c, const char *s, size_t n,
   return rc ? rc : too_long(c, out);
 }
 
-int profiles_resolve(struct profiles_list *l, const char *const *envp,
-                     size_t n, unsigned flags,
-                     const struct profiles_limits *lim,
+int profiles_resolve(struct profiles_list *l, const char *const *envp, size_t n,
+                     unsigned flags, const struct profiles_limits *lim,
                      struct profiles_error *err) {
   struct profiles_limits dl;
   if (!lim) {
@@ -300,8 +298,8 @@ int profiles_apply_env(struct profiles_list *l, const char *const *envp,
     size_t vl = strlen(v);
     if (vl > lim->max_value_len) {
       perr_set(err, NULL, 0, 0,
-               "environment override of '%s' is longer than %zu bytes",
-               p->name, lim->max_value_len);
+               "environment override of '%s' is longer than %zu bytes", p->name,
+               lim->max_value_len);
       rc = KEEL_ELIMIT;
       break;
     }

@@ -128,8 +128,8 @@ struct profiles_limits {
 void profiles_limits_default(struct profiles_limits *lim);
 
 struct profiles_error {
-  int line;     /* 1-based, 0 when the error has no position */
-  int column;   /* 1-based, 0 when the error has no position */
+  int line;      /* 1-based, 0 when the error has no position */
+  int column;    /* 1-based, 0 when the error has no position */
   char msg[512]; /* complete message, "file:line:column: reason" when
                     positioned */
 };
@@ -186,8 +186,8 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
  * string. A line "#---" (or "!---") starts a new document, as in Spring Boot,
  * so documents can carry spring.config.activate.on-profile too. Duplicate
  * keys: the last wins. Same errors as profiles_parse_yaml(). */
-int profiles_parse_properties(const char *buf, size_t len,
-                              const char *filename, const char *base_profile,
+int profiles_parse_properties(const char *buf, size_t len, const char *filename,
+                              const char *base_profile,
                               const struct profiles_limits *lim,
                               struct profiles_docs *out,
                               struct profiles_error *err);
@@ -222,9 +222,8 @@ int profiles_render_yaml(const struct profiles_list *l, char **out,
  * the non-finite ones, which JSON cannot carry and are written as the
  * strings ".inf", "-.inf", ".nan"). `indent` 0 = compact. Errors: -EILSEQ,
  * -ENOMEM. */
-int profiles_render_json(const struct profiles_list *l, int indent,
-                         char **out, size_t *out_len,
-                         struct profiles_error *err);
+int profiles_render_json(const struct profiles_list *l, int indent, char **out,
+                         size_t *out_len, struct profiles_error *err);
 
 /* Java .properties, one "name=value" per line, escaped as
  * java.util.Properties.store does (non-ASCII as \uXXXX). Errors: -EILSEQ,
@@ -244,8 +243,8 @@ int profiles_render_properties(const struct profiles_list *l, char **out,
 char *profiles_env_name(const char *prop_name);
 
 struct profiles_env_entry {
-  char *name;  /* environment variable name */
-  char *value; /* the property's value text */
+  char *name;       /* environment variable name */
+  char *value;      /* the property's value text */
   const char *prop; /* the property name (points into the list) */
 };
 
@@ -303,9 +302,8 @@ int profiles_apply_env(struct profiles_list *l, const char *const *envp,
  * lim->max_value_len or needs more than lim->max_expansions expansions.
  * A "${" without its closing '}' is not a placeholder and stays as written
  * (as in Spring). On error l is unchanged. */
-int profiles_resolve(struct profiles_list *l, const char *const *envp,
-                     size_t n, unsigned flags,
-                     const struct profiles_limits *lim,
+int profiles_resolve(struct profiles_list *l, const char *const *envp, size_t n,
+                     unsigned flags, const struct profiles_limits *lim,
                      struct profiles_error *err);
 
 /* ---- merge order ------------------------------------------------------ */
@@ -360,8 +358,8 @@ int profiles_key_encode(const char *app, const char *profile, const char *prop,
 /* Splits a key (len bytes) back into malloc'd app, profile and property.
  * Errors: -EINVAL when the key is not under /config/ with three parts, or a
  * part is not valid as above; -ENOMEM. */
-int profiles_key_decode(const char *key, size_t len, char **app,
-                        char **profile, char **prop);
+int profiles_key_decode(const char *key, size_t len, char **app, char **profile,
+                        char **prop);
 
 /* The stored value: one type tag byte, ':', then the text.
  *   s:<text>  string        i:<decimal>  integer   f:<float>  float

@@ -108,8 +108,7 @@ void perr_set(struct profiles_error *err, const char *file, int line,
   err->column = column;
   int off = 0;
   if (file)
-    off = snprintf(err->msg, sizeof err->msg, "%s:%d:%d: ", file, line,
-                   column);
+    off = snprintf(err->msg, sizeof err->msg, "%s:%d:%d: ", file, line, column);
   if (off < 0 || (size_t)off >= sizeof err->msg)
     off = 0;
   va_list ap;
@@ -368,10 +367,8 @@ static int is_one_of(const char *s, size_t n, const char *const *words) {
 static const char *const null_words[] = {"~", "null", "Null", "NULL", NULL};
 static const char *const true_words[] = {"true", "True", "TRUE", "yes", "Yes",
                                          "YES",  "on",   "On",   "ON",  NULL};
-static const char *const false_words[] = {"false", "False", "FALSE",
-                                          "no",    "No",    "NO",
-                                          "off",   "Off",   "OFF",
-                                          NULL};
+static const char *const false_words[] = {
+    "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", NULL};
 
 /* Integer forms of YAML 1.1 (no sexagesimal). Returns 1 and the value when
  * s is one and fits int64. */
@@ -469,16 +466,30 @@ static int is_float_syntax(const char *s, size_t n) {
   return mant && (dot || exp) && i == n;
 }
 
+/* The shortest text that reads back as d, written without an exponent when
+ * the exponent is modest (1000.0 rather than 1e+03), always with a '.' or an
+ * exponent so that it reads back as a float. */
 static char *float_canonical(double d) {
-  char buf[64];
+  char buf[400];
   if (isnan(d))
     return strdup(".nan");
   if (isinf(d))
     return strdup(d > 0 ? ".inf" : "-.inf");
-  for (int prec = 1; prec <= 17; prec++) {
+  int prec = 1;
+  for (; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*g", prec, d);
     if (strtod(buf, NULL) == d)
       break;
+  }
+  if (d != 0) {
+    int e = (int)floor(log10(fabs(d)));
+    if (e >= -5 && e < 17) {
+      char alt[400];
+      int dec = prec - 1 - e;
+      snprintf(alt, sizeof alt, "%.*f", dec < 0 ? 0 : dec, d);
+      if (strtod(alt, NULL) == d)
+        memcpy(buf, alt, strlen(alt) + 1);
+    }
   }
   if (!strpbrk(buf, ".e"))
     strcat(buf, ".0");
@@ -504,8 +515,8 @@ int profiles_scalar_resolve(const char *text, size_t len,
     *type = PROFILES_INTEGER;
     c = strdup(buf);
   } else {
-    static const char *const inf_words[] = {
-        ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", NULL};
+    static const char *const inf_words[] = {".inf",  ".Inf",  ".INF", "+.inf",
+                                            "+.Inf", "+.INF", NULL};
     static const char *const ninf_words[] = {"-.inf", "-.Inf", "-.INF", NULL};
     static const char *const nan_words[] = {".nan", ".NaN", ".NAN", NULL};
     if (is_one_of(text, len, inf_words)) {
@@ -597,8 +608,7 @@ static void smap_free(struct smap *m) {
  * that it never fills. */
 static size_t smap_slot(const struct smap *m, const char *k, size_t n) {
   size_t i = hash_bytes(k, n) & (m->cap - 1);
-  while (m->keys[i] &&
-         (m->klen[i] != n || memcmp(m->keys[i], k, n) != 0))
+  while (m->keys[i] && (m->klen[i] != n || memcmp(m->keys[i], k, n) != 0))
     i = (i + 1) & (m->cap - 1);
   return i;
 }
@@ -854,8 +864,7 @@ int pdocs_absorb(struct profiles_docs *dst, struct profiles_docs *src,
 
 static int is_marker(const char *name, const char *marker) {
   size_t n = strlen(marker);
-  return strncmp(name, marker, n) == 0 &&
-         (name[n] == 0 || name[n] == '[');
+  return strncmp(name, marker, n) == 0 && (name[n] == 0 || name[n] == '[');
 }
 
 int ptake_on_profile(struct profiles_list *l, char ***names, size_t *n,
@@ -963,8 +972,8 @@ int profiles_key_encode(const char *app, const char *profile, const char *prop,
   return pbuf_finish(&b, out, NULL);
 }
 
-int profiles_key_decode(const char *key, size_t len, char **app,
-                        char **profile, char **prop) {
+int profiles_key_decode(const char *key, size_t len, char **app, char **profile,
+                        char **prop) {
   *app = *profile = *prop = NULL;
   size_t rl = strlen(PROFILES_KEY_ROOT);
   if (len < rl || memcmp(key, PROFILES_KEY_ROOT, rl) || memchr(key, 0, len))
@@ -993,9 +1002,11 @@ int profiles_key_decode(const char *key, size_t len, char **app,
   return rc;
 }
 
-static const char type_tags[] = {
-    [PROFILES_STRING] = 's', [PROFILES_INTEGER] = 'i', [PROFILES_FLOAT] = 'f',
-    [PROFILES_BOOLEAN] = 'b', [PROFILES_NULL] = 'n'};
+static const char type_tags[] = {[PROFILES_STRING] = 's',
+                                 [PROFILES_INTEGER] = 'i',
+                                 [PROFILES_FLOAT] = 'f',
+                                 [PROFILES_BOOLEAN] = 'b',
+                                 [PROFILES_NULL] = 'n'};
 
 int profiles_value_encode(const struct profiles_prop *p, char **out,
                           size_t *out_len) {
@@ -1064,11 +1075,10 @@ int profiles_diff(const struct profiles_list *from,
     else
       cmp = profiles_name_cmp(from->items[i].name, to->items[j].name);
     if (cmp < 0) {
-      c[k++] = (struct profiles_change){PROFILES_REMOVED, &from->items[i++],
-                                        NULL};
-    } else if (cmp > 0) {
       c[k++] =
-          (struct profiles_change){PROFILES_ADDED, NULL, &to->items[j++]};
+          (struct profiles_change){PROFILES_REMOVED, &from->items[i++], NULL};
+    } else if (cmp > 0) {
+      c[k++] = (struct profiles_change){PROFILES_ADDED, NULL, &to->items[j++]};
     } else {
       const struct profiles_prop *a = &from->items[i++], *b = &to->items[j++];
       if (a->type != b->type || a->value_len != b->value_len ||

@@ -242,9 +242,14 @@ static int emit_leaf(yaml_emitter_t *e, const struct profiles_prop *p) {
       return -ENOMEM;
     free(c);
     /* A string that reads like another type must be quoted. */
-    return emit_scalar(e, p->value, p->value_len,
-                       t == PROFILES_STRING ? YAML_ANY_SCALAR_STYLE
-                                            : YAML_SINGLE_QUOTED_SCALAR_STYLE);
+    yaml_scalar_style_t st = t == PROFILES_STRING
+                                 ? YAML_ANY_SCALAR_STYLE
+                                 : YAML_SINGLE_QUOTED_SCALAR_STYLE;
+    /* Multi-line text reads best as a literal block; the emitter falls back
+     * to quoting when the text cannot be one (e.g. trailing blanks). */
+    if (memchr(p->value, '\n', p->value_len))
+      st = YAML_LITERAL_SCALAR_STYLE;
+    return emit_scalar(e, p->value, p->value_len, st);
   }
   case PROFILES_NULL:
     return emit_scalar(e, "null", 4, YAML_PLAIN_SCALAR_STYLE);
@@ -305,19 +310,20 @@ int profiles_render_yaml(const struct profiles_list *l, char **out,
       yaml_emitter_emit(&e, &ev)) {
     if (root->nkids == 0) {
       /* An empty profile is an empty map: "{}". */
-      rc = (yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
-                                                YAML_FLOW_MAPPING_STYLE) &&
-            yaml_emitter_emit(&e, &ev) &&
-            yaml_mapping_end_event_initialize(&ev) &&
-            yaml_emitter_emit(&e, &ev))
-               ? 0
-               : -ENOMEM;
+      rc =
+          (yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+                                               YAML_FLOW_MAPPING_STYLE) &&
+           yaml_emitter_emit(&e, &ev) &&
+           yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(&e, &ev))
+              ? 0
+              : -ENOMEM;
     } else {
       rc = emit_node(&e, root);
     }
     if (!rc)
       rc = (yaml_document_end_event_initialize(&ev, 1) &&
-            yaml_emitter_emit(&e, &ev) && yaml_stream_end_event_initialize(&ev) &&
+            yaml_emitter_emit(&e, &ev) &&
+            yaml_stream_end_event_initialize(&ev) &&
             yaml_emitter_emit(&e, &ev) && yaml_emitter_flush(&e))
                ? 0
                : -ENOMEM;
@@ -383,7 +389,8 @@ static void json_value(struct pbuf *b, const struct profiles_prop *p) {
     pbuf_put(b, p->value, p->value_len);
     break;
   case PROFILES_FLOAT:
-    if (p->value[0] == '.' || p->value[1] == '.')
+    if (!strcmp(p->value, ".inf") || !strcmp(p->value, "-.inf") ||
+        !strcmp(p->value, ".nan"))
       json_str(b, p->value, p->value_len); /* .inf -.inf .nan */
     else
       pbuf_put(b, p->value, p->value_len);
@@ -427,9 +434,8 @@ static void json_node(struct pbuf *b, const struct tnode *t, int indent,
   pbuf_putc(b, seq ? ']' : '}');
 }
 
-int profiles_render_json(const struct profiles_list *l, int indent,
-                         char **out, size_t *out_len,
-                         struct profiles_error *err) {
+int profiles_render_json(const struct profiles_list *l, int indent, char **out,
+                         size_t *out_len, struct profiles_error *err) {
   *out = NULL;
   int rc = check_utf8(l, err);
   if (rc)
@@ -590,8 +596,7 @@ int profiles_env_entries(const struct profiles_list *l, unsigned flags,
       if (flags & PROFILES_ENV_SKIP_INVALID)
         continue;
       perr_set(err, NULL, 0, 0,
-               "property '%s' has no valid environment variable name",
-               p->name);
+               "property '%s' has no valid environment variable name", p->name);
       rc = -EINVAL;
       break;
     }
