@@ -332,6 +332,14 @@ int profiles_parse_properties(const char *buf, size_t len, const char *filename,
                      .file = file,
                      .err = err};
   profiles_docs_init(&s.tmp);
+  /* The base profile always gets a document, even an empty one. */
+  {
+    struct profiles_list none;
+    profiles_list_init(&none);
+    int arc = pdocs_add(&s.tmp, base_profile, &none, lim);
+    if (arc)
+      return arc;
+  }
   profiles_list_init(&s.cur);
   struct lline l = {0};
   int rc = 0;

@@ -373,6 +373,17 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
   yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
   struct profiles_docs tmp;
   profiles_docs_init(&tmp);
+  /* The base profile always gets a document, even an empty one: importing
+   * a file into a profile replaces that profile. */
+  {
+    struct profiles_list none;
+    profiles_list_init(&none);
+    rc = pdocs_add(&tmp, base_profile, &none, lim);
+    if (rc) {
+      yaml_parser_delete(&p);
+      return rc;
+    }
+  }
   char *path = malloc(lim->max_name_len + 1);
   if (!path) {
     yaml_parser_delete(&p);

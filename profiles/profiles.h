@@ -171,6 +171,9 @@ const struct profiles_doc *profiles_docs_find(const struct profiles_docs *d,
  * type null. Anchors and aliases work, so do `<<` merge keys. Duplicate keys
  * in one map, non-scalar keys and a non-map document root are errors.
  *
+ * `base_profile` always gets a document, empty when every document of the
+ * input names other profiles: importing a file into a profile replaces it.
+ *
  * On error *out is left as it was before the call (nothing half-added), err
  * says "filename:line:column: reason". Errors: KEEL_EPARSE, KEEL_ELIMIT,
  * -EINVAL (bad base_profile or target profile name), -ENOMEM. */

@@ -160,6 +160,22 @@ static void test_multi_document_profiles(void **state) {
   profiles_docs_free(&d);
 }
 
+static void test_base_profile_always_present(void **state) {
+  (void)state;
+  struct profiles_docs d;
+  profiles_docs_init(&d);
+  parse_yaml_ok("spring.config.activate.on-profile: prod\na: 1\n", &d);
+  assert_int_equal(d.count, 2);
+  assert_int_equal(profiles_docs_find(&d, "default")->props.count, 0);
+  assert_int_equal(profiles_docs_find(&d, "prod")->props.count, 1);
+  profiles_docs_free(&d);
+  profiles_docs_init(&d);
+  parse_yaml_ok("", &d);
+  assert_int_equal(d.count, 1);
+  assert_int_equal(profiles_docs_find(&d, "default")->props.count, 0);
+  profiles_docs_free(&d);
+}
+
 static void test_profile_expression_refused(void **state) {
   (void)state;
   struct profiles_docs d;
@@ -329,6 +345,7 @@ int main(void) {
       cmocka_unit_test(test_types_kept),
       cmocka_unit_test(test_aliases_and_merge_keys),
       cmocka_unit_test(test_multi_document_profiles),
+      cmocka_unit_test(test_base_profile_always_present),
       cmocka_unit_test(test_profile_expression_refused),
       cmocka_unit_test(test_yaml_errors_positioned),
       cmocka_unit_test(test_yaml_limits),
