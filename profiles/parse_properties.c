@@ -280,6 +280,10 @@ static int take_line(struct pstate *s, const struct lline *l) {
   if (!rc && ((key.len && memchr(key.data, 0, key.len)) ||
               (val.len && memchr(val.data, 0, val.len))))
     rc = pfail(&c, 0, KEEL_EPARSE, "NUL character in a name or value");
+  for (size_t q = 0; !rc && q < key.len; q++)
+    if ((unsigned char)key.data[q] < ' ' || key.data[q] == 0x7f)
+      rc = pfail(&c, 0, KEEL_EPARSE,
+                 "property name contains a control character");
   if (!rc && !putf8_valid(key.data ? key.data : "", key.len))
     rc = pfail(&c, 0, KEEL_EPARSE, "property name is not valid UTF-8");
   if (!rc && profiles_list_add(&s->cur, key.data, val.data ? val.data : "",

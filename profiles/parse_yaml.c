@@ -61,6 +61,10 @@ static int path_push(struct fl *f, yaml_mark_t m, const char *seg, size_t n,
   } else if (f->plen > 0 && !(n > 0 && seg[0] == '[')) {
     sep = ".";
   }
+  for (size_t i = 0; !index && i < n; i++)
+    if ((unsigned char)seg[i] < ' ' || seg[i] == 0x7f)
+      return fl_fail(f, m, KEEL_EPARSE,
+                     "a map key contains a control character%s", NULL);
   size_t need = f->plen + strlen(sep) + n;
   if (need > f->lim->max_name_len)
     return fl_limit(f, m, "property name too long", f->lim->max_name_len);
@@ -73,6 +77,8 @@ static int path_push(struct fl *f, yaml_mark_t m, const char *seg, size_t n,
 
 static int emit(struct fl *f, yaml_mark_t m, const char *v, size_t n,
                 enum profiles_type t) {
+  if (f->plen == 0)
+    return fl_fail(f, m, KEEL_EPARSE, "empty property name%s", NULL);
   if (f->out->count >= f->lim->max_props)
     return fl_limit(f, m, "too many properties", f->lim->max_props);
   if (n > f->lim->max_value_len)

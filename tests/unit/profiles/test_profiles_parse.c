@@ -225,6 +225,10 @@ static void test_yaml_errors_positioned(void **state) {
                     "app.yml:3:1: duplicate key 'a'");
   expect_yaml_error("- 1\n- 2\n", KEEL_EPARSE,
                     "app.yml:1:1: a document must be a map of properties");
+  expect_yaml_error("a:\n  \"x\\ny\": 1\n", KEEL_EPARSE,
+                    "app.yml:2:3: a map key contains a control character");
+  expect_yaml_error("\"\": 1\n", KEEL_EPARSE,
+                    "app.yml:1:5: empty property name");
   expect_yaml_error("a:\n  ? [x]\n  : 1\n", KEEL_EPARSE,
                     "app.yml:2:5: a map key must be a scalar");
 }
@@ -315,6 +319,9 @@ static void test_properties_errors_positioned(void **state) {
                      "b.properties:2:3: empty property name");
   expect_props_error("a=1\nb=\xff\n", KEEL_EPARSE,
                      "b.properties:2:3: not valid UTF-8");
+  expect_props_error("a\\tb=1\n", KEEL_EPARSE,
+                     "b.properties:1:1: property name contains a control "
+                     "character");
   expect_props_error("x=\\u0000\n", KEEL_EPARSE,
                      "b.properties:1:3: \\u0000: NUL is not allowed");
 }
