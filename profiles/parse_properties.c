@@ -330,6 +330,11 @@ int profiles_parse_properties(const char *buf, size_t len, const char *filename,
     perr_set(err, file, line, col, "not valid UTF-8");
     return KEEL_EPARSE;
   }
+  /* A UTF-8 byte order mark is not part of the first key. */
+  if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+    buf += 3;
+    len -= 3;
+  }
   struct pstate s = {.doc_line = 1,
                      .base = base_profile,
                      .lim = lim,
@@ -392,9 +397,9 @@ int profiles_parse_properties(const char *buf, size_t len, const char *filename,
         if (((unsigned char)buf[q] & 0xC0) != 0x80)
           col++;
       }
-      if (!rc && l.n > lim->max_name_len + lim->max_value_len + 16) {
+      if (!rc && l.n > 6 * (lim->max_name_len + lim->max_value_len) + 16) {
         perr_set(err, file, line, 1, "line too long (limit %zu)",
-                 lim->max_name_len + lim->max_value_len + 16);
+                 6 * (lim->max_name_len + lim->max_value_len) + 16);
         rc = KEEL_ELIMIT;
       }
       i = e;

@@ -108,15 +108,6 @@ struct kvs {
   size_t n, cap;
 };
 
-static int kv_has(const struct kvs *s, yaml_node_t *key) {
-  for (size_t i = 0; i < s->n; i++)
-    if (s->v[i].key->data.scalar.length == key->data.scalar.length &&
-        memcmp(s->v[i].key->data.scalar.value, key->data.scalar.value,
-               key->data.scalar.length) == 0)
-      return 1;
-  return 0;
-}
-
 static int kv_push(struct kvs *s, yaml_node_t *k, yaml_node_t *v) {
   if (s->n == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 8;
@@ -143,6 +134,48 @@ static int key_cmp(const void *a, const void *b) {
                                                          : 0;
 }
 
+struct kv_pos {
+  yaml_node_t *key;
+  size_t pos;
+};
+
+static int kv_pos_cmp(const void *a, const void *b) {
+  const struct kv_pos *x = a, *y = b;
+  int c = key_cmp(&x->key, &y->key);
+  if (c)
+    return c;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Drops later pairs whose key an earlier pair in s->v[base..] already has,
+ * keeping the order: O(n log n), so that merge-heavy documents stay cheap. */
+static int dedupe_first(struct kvs *s, size_t base) {
+  size_t n = s->n - base;
+  if (n < 2)
+    return 0;
+  struct kv_pos *p = malloc(n * sizeof *p);
+  char *drop = calloc(n, 1);
+  if (!p || !drop) {
+    free(p);
+    free(drop);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    p[i] = (struct kv_pos){s->v[base + i].key, i};
+  qsort(p, n, sizeof *p, kv_pos_cmp);
+  for (size_t i = 1; i < n; i++)
+    if (key_cmp(&p[i - 1].key, &p[i].key) == 0)
+      drop[p[i].pos] = 1;
+  size_t w = base;
+  for (size_t i = 0; i < n; i++)
+    if (!drop[i])
+      s->v[w++] = s->v[base + i];
+  s->n = w;
+  free(p);
+  free(drop);
+  return 0;
+}
+
 /* The effective pairs of a mapping: its own keys, then keys from its `<<`
  * merge sources that it does not set itself (earlier sources win, as the
  * YAML merge-key spec says). */
@@ -152,7 +185,7 @@ static int collect_pairs(struct fl *f, yaml_node_t *map, struct kvs *out,
     return fl_limit(f, map->start_mark, "nesting too deep", f->lim->max_depth);
   yaml_node_pair_t *b = map->data.mapping.pairs.start;
   yaml_node_pair_t *e = map->data.mapping.pairs.top;
-  size_t own = 0;
+  size_t own = 0, base = out->n;
   for (yaml_node_pair_t *p = b; p < e; p++) {
     yaml_node_t *k = yaml_document_get_node(f->doc, p->key);
     yaml_node_t *v = yaml_document_get_node(f->doc, p->value);
@@ -216,16 +249,14 @@ static int collect_pairs(struct fl *f, yaml_node_t *map, struct kvs *out,
                        NULL);
       struct kvs sub = {0};
       int rc = collect_pairs(f, m, &sub, depth + 1);
-      for (size_t i = 0; !rc && i < sub.n; i++) {
-        if (!kv_has(out, sub.v[i].key))
-          rc = kv_push(out, sub.v[i].key, sub.v[i].val);
-      }
+      for (size_t i = 0; !rc && i < sub.n; i++)
+        rc = kv_push(out, sub.v[i].key, sub.v[i].val);
       free(sub.v);
       if (rc)
         return rc;
     }
   }
-  return 0;
+  return dedupe_first(out, base);
 }
 
 static int flatten(struct fl *f, yaml_node_t *n, size_t depth) {
@@ -311,7 +342,7 @@ static int prescan(const char *buf, size_t len, const char *file,
   if (!yaml_parser_initialize(&p))
     return -ENOMEM;
   yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-  size_t depth = 0, nodes = 0, max_nodes = lim->max_props * 4 + 64;
+  size_t depth = 0, nodes = 0, max_nodes = lim->max_props * 16 + 64;
   int rc = 0;
   for (;;) {
     yaml_event_t ev;
@@ -338,7 +369,7 @@ static int prescan(const char *buf, size_t len, const char *file,
         t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
       if (++nodes > max_nodes) {
         perr_set(err, file, (int)m.line + 1, (int)m.column + 1,
-                 "too many YAML nodes (limit %zu, 4 x max properties)",
+                 "too many YAML nodes (limit %zu, 16 x max properties)",
                  max_nodes);
         rc = KEEL_ELIMIT;
         break;
@@ -416,7 +447,7 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
                    .path = path,
                    .plen = 0,
                    .visits = 0,
-                   .budget = lim->max_props * 4 + 64};
+                   .budget = lim->max_props * 16 + 64};
     path[0] = 0;
     if (root->type == YAML_MAPPING_NODE) {
       rc = flatten(&f, root, 1);

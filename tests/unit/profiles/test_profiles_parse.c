@@ -107,8 +107,16 @@ static void test_aliases_and_merge_keys(void **state) {
                                              "svc:\n"
                                              "  <<: *b\n"
                                              "  port: 2\n"
-                                             "copy: *b\n",
+                                             "copy: *b\n"
+                                             "o: &o {port: 3, x: o}\n"
+                                             "multi:\n"
+                                             "  <<: [*o, *b]\n"
+                                             "  x: own\n",
                                              &d);
+  /* Earlier merge sources win over later ones, own keys over both. */
+  assert_prop(l, "multi.port", "3", PROFILES_INTEGER);
+  assert_prop(l, "multi.host", "h", PROFILES_STRING);
+  assert_prop(l, "multi.x", "own", PROFILES_STRING);
   assert_prop(l, "svc.host", "h", PROFILES_STRING);
   assert_prop(l, "svc.port", "2", PROFILES_INTEGER);
   assert_prop(l, "copy.port", "1", PROFILES_INTEGER);
@@ -255,7 +263,7 @@ static void test_yaml_limits(void **state) {
 
 static void test_properties_format(void **state) {
   (void)state;
-  const char *t = "# comment\n"
+  const char *t = "\xEF\xBB\xBF# comment\n"
                   "! also a comment \\\n"
                   "a=1\n"
                   "b : two words  \n"

@@ -112,6 +112,26 @@ static void test_yaml_round_trip_of_odd_lists(void **state) {
   profiles_list_free(&l);
 }
 
+static void test_empty_profile_renders(void **state) {
+  (void)state;
+  struct profiles_list l;
+  profiles_list_init(&l);
+  char *out;
+  struct profiles_error err = {0};
+  char *y = assert_yaml_round_trip(&l);
+  assert_string_equal(y, "{}\n");
+  free(y);
+  assert_int_equal(profiles_render_json(&l, 0, &out, NULL, &err), 0);
+  assert_string_equal(out, "{}");
+  free(out);
+  assert_int_equal(profiles_render_properties(&l, &out, NULL, &err), 0);
+  assert_string_equal(out, "");
+  free(out);
+  assert_int_equal(profiles_render_env(&l, 0, &out, NULL, &err), 0);
+  assert_string_equal(out, "");
+  free(out);
+}
+
 static void test_yaml_refuses_non_utf8(void **state) {
   (void)state;
   struct profiles_list l;
@@ -387,6 +407,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_yaml_round_trip_of_import),
       cmocka_unit_test(test_yaml_round_trip_of_odd_lists),
+      cmocka_unit_test(test_empty_profile_renders),
       cmocka_unit_test(test_yaml_refuses_non_utf8),
       cmocka_unit_test(test_json_nested_with_types),
       cmocka_unit_test(test_properties_render_round_trip),
