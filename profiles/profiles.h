@@ -377,6 +377,16 @@ int profiles_value_encode(const struct profiles_prop *p, char **out,
 int profiles_value_decode(const char *buf, size_t len, enum profiles_type *type,
                           char **text, size_t *text_len);
 
+/* Decodes one stored key/value pair (as a range read returns them) and
+ * appends the property to l. When app / profile are not NULL the key must
+ * belong to them. Call profiles_list_sort() after the last one.
+ * Errors (err names the key): -EINVAL (not a profile key, or one of another
+ * app or profile), KEEL_EPARSE (bad stored value), -ENOMEM. */
+int profiles_list_add_stored(struct profiles_list *l, const char *app,
+                             const char *profile, const char *key,
+                             size_t key_len, const char *val, size_t val_len,
+                             struct profiles_error *err);
+
 /* ---- diff ------------------------------------------------------------- */
 
 enum profiles_change_op {
@@ -399,6 +409,14 @@ struct profiles_change {
 int profiles_diff(const struct profiles_list *from,
                   const struct profiles_list *to, struct profiles_change **out,
                   size_t *n);
+
+/* The write for one change of a diff of app/profile: *key (malloc'd) is
+ * always set; for an addition or change *val (malloc'd, *val_len bytes) is
+ * the stored value to put, for a removal *val is NULL (delete *key).
+ * Errors: -EINVAL (bad app, profile or property name), -ENOMEM. */
+int profiles_change_encode(const char *app, const char *profile,
+                           const struct profiles_change *c, char **key,
+                           char **val, size_t *val_len);
 
 /* ---- Spring Cloud Config Environment ---------------------------------- */
 

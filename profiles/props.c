@@ -1094,3 +1094,63 @@ int profiles_diff(const struct profiles_list *from,
   *n = k;
   return 0;
 }
+
+int profiles_list_add_stored(struct profiles_list *l, const char *app,
+                             const char *profile, const char *key,
+                             size_t key_len, const char *val, size_t val_len,
+                             struct profiles_error *err) {
+  char *a, *p, *prop;
+  int rc = profiles_key_decode(key, key_len, &a, &p, &prop);
+  if (rc == -ENOMEM)
+    return rc;
+  if (rc) {
+    perr_set(err, NULL, 0, 0, "'%.*s' is not a profile key",
+             (int)(key_len > 300 ? 300 : key_len), key);
+    return rc;
+  }
+  if ((app && strcmp(app, a)) || (profile && strcmp(profile, p))) {
+    perr_set(err, NULL, 0, 0, "key '%.*s' is not in /config/%s/%s/",
+             (int)(key_len > 300 ? 300 : key_len), key, app ? app : a,
+             profile ? profile : p);
+    rc = -EINVAL;
+    goto out;
+  }
+  enum profiles_type t;
+  char *text;
+  size_t tl;
+  rc = profiles_value_decode(val, val_len, &t, &text, &tl);
+  if (rc == KEEL_EPARSE)
+    perr_set(err, NULL, 0, 0,
+             "key '%.*s': stored value is not a typed profile value (want "
+             "s:, i:, f:, b: or n: and canonical text)",
+             (int)(key_len > 300 ? 300 : key_len), key);
+  if (rc)
+    goto out;
+  rc = profiles_list_add(l, prop, text, tl, t);
+  free(text);
+out:
+  free(a);
+  free(p);
+  free(prop);
+  return rc;
+}
+
+int profiles_change_encode(const char *app, const char *profile,
+                           const struct profiles_change *c, char **key,
+                           char **val, size_t *val_len) {
+  *key = NULL;
+  *val = NULL;
+  *val_len = 0;
+  const struct profiles_prop *p = c->to ? c->to : c->from;
+  int rc = profiles_key_encode(app, profile, p->name, key);
+  if (rc)
+    return rc;
+  if (c->op == PROFILES_REMOVED)
+    return 0;
+  rc = profiles_value_encode(c->to, val, val_len);
+  if (rc) {
+    free(*key);
+    *key = NULL;
+  }
+  return rc;
+}

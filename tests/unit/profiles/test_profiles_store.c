@@ -122,55 +122,99 @@ static void test_diff(void **state) {
   profiles_list_free(&to);
 }
 
-/* The import flow: parse, diff against what is stored, apply the changes,
- * and the stored state equals the import. */
+/* The import flow as the CLI runs it: stored KVs -> list, diff against
+ * the import, encode the writes, apply them to a map of KVs, read back:
+ * the stored profile now equals the import. */
+struct kv {
+  char *key, *val;
+  size_t vlen;
+};
+
 static void test_import_replaces_profile(void **state) {
   (void)state;
   struct profiles_docs d1, d2;
-  const struct profiles_list *stored = yaml_props("a: 1\nlist: [x, y, z]\n"
-                                                  "gone: true\n",
-                                                  &d1);
+  const struct profiles_list *first = yaml_props("a: 1\nlist: [x, y, z]\n"
+                                                 "gone: true\n",
+                                                 &d1);
   const struct profiles_list *next =
       yaml_props("a: 2\nlist: [x]\nnew: n\n", &d2);
-  struct profiles_change *c;
-  size_t n;
-  assert_int_equal(profiles_diff(stored, next, &c, &n), 0);
-  struct profiles_list applied;
-  assert_int_equal(profiles_list_copy(&applied, stored), 0);
-  /* Apply as a txn would: deletes, then puts through the stored encoding. */
-  struct profiles_list result;
-  profiles_list_init(&result);
-  for (size_t i = 0; i < applied.count; i++) {
-    int removed = 0;
-    for (size_t j = 0; j < n; j++)
-      if (c[j].from && !strcmp(c[j].from->name, applied.items[i].name))
-        removed = 1;
-    if (!removed)
-      assert_int_equal(profiles_list_add(&result, applied.items[i].name,
-                                         applied.items[i].value,
-                                         applied.items[i].value_len,
-                                         applied.items[i].type),
-                       0);
+  struct kv store[16];
+  size_t ns = 0;
+  /* Initial import into an empty profile: everything is added. */
+  struct profiles_list empty = {0};
+  const struct profiles_list *targets[] = {first, next};
+  for (int round = 0; round < 2; round++) {
+    struct profiles_list stored;
+    profiles_list_init(&stored);
+    struct profiles_error err = {0};
+    for (size_t i = 0; i < ns; i++)
+      assert_int_equal(
+          profiles_list_add_stored(&stored, "billing", "prod", store[i].key,
+                                   strlen(store[i].key), store[i].val,
+                                   store[i].vlen, &err),
+          0);
+    profiles_list_sort(&stored);
+    struct profiles_change *c;
+    size_t n;
+    assert_int_equal(
+        profiles_diff(round ? &stored : &empty, targets[round], &c, &n), 0);
+    for (size_t j = 0; j < n; j++) {
+      char *key, *val;
+      size_t vlen;
+      assert_int_equal(
+          profiles_change_encode("billing", "prod", &c[j], &key, &val, &vlen),
+          0);
+      size_t at = ns;
+      for (size_t i = 0; i < ns; i++)
+        if (!strcmp(store[i].key, key))
+          at = i;
+      if (!val) { /* delete */
+        assert_true(at < ns);
+        free(store[at].key);
+        free(store[at].val);
+        store[at] = store[--ns];
+        free(key);
+        continue;
+      }
+      if (at == ns) {
+        assert_true(ns < 16);
+        store[ns++] = (struct kv){key, val, vlen};
+      } else {
+        free(store[at].val);
+        free(key);
+        store[at].val = val;
+        store[at].vlen = vlen;
+      }
+    }
+    free(c);
+    profiles_list_free(&stored);
   }
-  for (size_t j = 0; j < n; j++) {
-    if (!c[j].to)
-      continue;
-    char *v;
-    size_t vl;
-    assert_int_equal(profiles_value_encode(c[j].to, &v, &vl), 0);
-    enum profiles_type t;
-    char *text;
-    size_t tl;
-    assert_int_equal(profiles_value_decode(v, vl, &t, &text, &tl), 0);
-    assert_int_equal(profiles_list_add(&result, c[j].to->name, text, tl, t), 0);
-    free(text);
-    free(v);
+  struct profiles_list back;
+  profiles_list_init(&back);
+  struct profiles_error err = {0};
+  for (size_t i = 0; i < ns; i++)
+    assert_int_equal(profiles_list_add_stored(
+                         &back, NULL, NULL, store[i].key, strlen(store[i].key),
+                         store[i].val, store[i].vlen, &err),
+                     0);
+  profiles_list_sort(&back);
+  assert_true(profiles_list_equal(&back, next));
+  /* A key of another profile, and a raw value, are refused by name. */
+  assert_int_equal(profiles_list_add_stored(&back, "billing", "dev",
+                                            store[0].key, strlen(store[0].key),
+                                            store[0].val, store[0].vlen, &err),
+                   -EINVAL);
+  assert_int_equal(profiles_list_add_stored(&back, NULL, NULL, "/config/a/p/x",
+                                            13, "raw", 3, &err),
+                   KEEL_EPARSE);
+  assert_string_equal(err.msg, "key '/config/a/p/x': stored value is not a "
+                               "typed profile value (want s:, i:, f:, b: or "
+                               "n: and canonical text)");
+  for (size_t i = 0; i < ns; i++) {
+    free(store[i].key);
+    free(store[i].val);
   }
-  profiles_list_sort(&result);
-  assert_true(profiles_list_equal(&result, next));
-  free(c);
-  profiles_list_free(&applied);
-  profiles_list_free(&result);
+  profiles_list_free(&back);
   profiles_docs_free(&d1);
   profiles_docs_free(&d2);
 }
