@@ -334,6 +334,38 @@ static void test_properties_errors_positioned(void **state) {
                      "b.properties:1:3: \\u0000: NUL is not allowed");
 }
 
+static void test_properties_limits(void **state) {
+  (void)state;
+  struct profiles_limits lim;
+  profiles_limits_default(&lim);
+  lim.max_props = 2;
+  lim.max_name_len = 5;
+  lim.max_value_len = 4;
+  lim.max_doc_bytes = 64;
+  static const struct {
+    const char *in, *msg;
+  } cases[] = {
+      {"a=1\nb=2\nc=3\n", "l.properties:3:1: too many properties (limit 2)"},
+      {"a=1\nabcdef=2\n", "l.properties:2:1: property name too long (limit 5)"},
+      {"a=1\nb = 12345\n", "l.properties:2:5: value too long (limit 4)"},
+      {"a=\\\n 1\\\n  2345\n", "l.properties:2:2: value too long (limit 4)"},
+      {"#23456789012345678901234567890123456789012345678901234567890123456",
+       "l.properties:1:1: document is 66 bytes (limit 64)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct profiles_docs d;
+    profiles_docs_init(&d);
+    struct profiles_error err = {0};
+    int rc =
+        profiles_parse_properties(cases[i].in, strlen(cases[i].in),
+                                  "l.properties", "default", &lim, &d, &err);
+    if (rc != KEEL_ELIMIT || strcmp(err.msg, cases[i].msg))
+      fail_msg("case %zu: rc %d '%s', want '%s'", i, rc, err.msg, cases[i].msg);
+    assert_int_equal(d.count, 0);
+    profiles_docs_free(&d);
+  }
+}
+
 static void test_parse_file(void **state) {
   (void)state;
   char path[] = "/tmp/keel-profiles-XXXXXX.properties";
@@ -366,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_yaml_limits),
       cmocka_unit_test(test_properties_format),
       cmocka_unit_test(test_properties_errors_positioned),
+      cmocka_unit_test(test_properties_limits),
       cmocka_unit_test(test_parse_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
