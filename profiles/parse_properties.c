@@ -206,6 +206,11 @@ static int end_doc(struct pstate *s) {
     if (rc == KEEL_ELIMIT)
       perr_set(s->err, s->file, s->doc_line, 1,
                "too many properties (limit %zu)", s->lim->max_props);
+    if (rc == -E2BIG) {
+      perr_set(s->err, s->file, s->doc_line, 1,
+               "too many profiles in one import (limit %d)", PDOCS_MAX);
+      rc = KEEL_ELIMIT;
+    }
   }
   for (size_t i = 0; i < nn; i++)
     free(names[i]);
@@ -432,6 +437,11 @@ int profiles_parse_properties(const char *buf, size_t len, const char *filename,
   if (rc == KEEL_ELIMIT)
     perr_set(err, file, 1, 1, "too many properties (limit %zu)",
              lim->max_props);
+  if (rc == -E2BIG) {
+    perr_set(err, file, 1, 1, "too many profiles in one import (limit %d)",
+             PDOCS_MAX);
+    rc = KEEL_ELIMIT;
+  }
   return rc;
 }
 

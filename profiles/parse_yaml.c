@@ -481,6 +481,11 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
       if (rc == KEEL_ELIMIT)
         perr_set(err, file, (int)dm.line + 1, (int)dm.column + 1,
                  "too many properties (limit %zu)", lim->max_props);
+      if (rc == -E2BIG) {
+        perr_set(err, file, (int)dm.line + 1, (int)dm.column + 1,
+                 "too many profiles in one import (limit %d)", PDOCS_MAX);
+        rc = KEEL_ELIMIT;
+      }
     }
     for (size_t i = 0; i < nn; i++)
       free(names[i]);
@@ -499,5 +504,10 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
   if (rc == KEEL_ELIMIT)
     perr_set(err, file, 1, 1, "too many properties (limit %zu)",
              lim->max_props);
+  if (rc == -E2BIG) {
+    perr_set(err, file, 1, 1, "too many profiles in one import (limit %d)",
+             PDOCS_MAX);
+    rc = KEEL_ELIMIT;
+  }
   return rc;
 }

@@ -40,9 +40,13 @@ size_t putf8_prefix(const char *s, size_t n);
 /* Validates an app or profile name (see profiles_key_encode). */
 int pname_valid(const char *s);
 
+/* Profiles one import may produce. */
+#define PDOCS_MAX 256
+
 /* Adds `props` (taken over: emptied on success and failure) as the newest
  * definition of `profile` in docs: merged over an existing document of that
- * profile with profiles_merge() rules. Errors: -ENOMEM, KEEL_ELIMIT. */
+ * profile with profiles_merge() rules. Errors: -ENOMEM, KEEL_ELIMIT (too many
+ * properties), -E2BIG (more than PDOCS_MAX profiles). */
 int pdocs_add(struct profiles_docs *d, const char *profile,
               struct profiles_list *props, const struct profiles_limits *lim);
 

@@ -821,6 +821,10 @@ int pdocs_add(struct profiles_docs *d, const char *profile,
     profiles_list_free(props);
     return KEEL_ELIMIT;
   }
+  if (d->count >= PDOCS_MAX) {
+    profiles_list_free(props);
+    return -E2BIG;
+  }
   struct profiles_doc *nd = realloc(d->docs, (d->count + 1) * sizeof *nd);
   char *name = strdup(profile);
   if (!nd || !name) {

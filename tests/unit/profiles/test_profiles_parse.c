@@ -261,6 +261,25 @@ static void test_yaml_limits(void **state) {
                     "app.yml:1:11: too many properties (limit 5)");
 }
 
+static void test_too_many_profiles(void **state) {
+  (void)state;
+  char *buf = malloc(64 * 300);
+  assert_non_null(buf);
+  size_t n = 0;
+  for (int i = 0; i < 300; i++)
+    n += (size_t)sprintf(buf + n, "---\nspring.profiles: p%d\na: 1\n", i);
+  struct profiles_docs d;
+  profiles_docs_init(&d);
+  struct profiles_error err = {0};
+  assert_int_equal(
+      profiles_parse_yaml(buf, n, "many.yml", "default", NULL, &d, &err),
+      KEEL_ELIMIT);
+  assert_string_equal(err.msg, "many.yml:767:1: too many profiles in one "
+                               "import (limit 256)");
+  assert_int_equal(d.count, 0);
+  free(buf);
+}
+
 static void test_properties_format(void **state) {
   (void)state;
   const char *t = "\xEF\xBB\xBF# comment\n"
@@ -396,6 +415,7 @@ int main(void) {
       cmocka_unit_test(test_profile_expression_refused),
       cmocka_unit_test(test_yaml_errors_positioned),
       cmocka_unit_test(test_yaml_limits),
+      cmocka_unit_test(test_too_many_profiles),
       cmocka_unit_test(test_properties_format),
       cmocka_unit_test(test_properties_errors_positioned),
       cmocka_unit_test(test_properties_limits),
