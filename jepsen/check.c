@@ -872,25 +872,32 @@ void jepsen_check_report(const struct jepsen_history *h,
   switch (r->verdict) {
   case JEPSEN_VALID:
     fprintf(out,
-            "VALID: %s; %zu ops on %zu keys, all %s (%" PRIu64
+            "VALID: %s; %zu ops on %zu key%s, all %s (%" PRIu64
             " search states, %.3f s)\n",
-            what, h->n_ops, r->keys,
+            what, h->n_ops, r->keys, r->keys == 1 ? "" : "s",
             h->model == JEPSEN_MODEL_SET ? "consistent" : "linearizable",
             r->states, r->seconds);
     return;
   case JEPSEN_UNKNOWN:
     fprintf(out,
-            "UNKNOWN: %zu of %zu keys undecided, none invalid (%s; %.3f s)\n",
-            r->keys_unknown, r->keys, r->reason, r->seconds);
+            "UNKNOWN: %zu of %zu key%s undecided, none invalid (%s; %.3f "
+            "s)\n",
+            r->keys_unknown, r->keys, r->keys == 1 ? "" : "s", r->reason,
+            r->seconds);
     return;
   case JEPSEN_INVALID:
     break;
   }
   const char *key = jepsen_strtab_get(&h->keys, r->bad_key, NULL);
-  fprintf(out,
-          "INVALID: key %s is not %s: %s (%zu of %zu keys invalid, %.3f s)\n",
-          key, h->model == JEPSEN_MODEL_SET ? "consistent" : "linearizable",
-          r->reason, r->keys_invalid, r->keys, r->seconds);
+  char what_key[160];
+  if (h->keys.count == 1 && strcmp(key, "nil") == 0)
+    snprintf(what_key, sizeof(what_key), "the history"); /* not keyed */
+  else
+    snprintf(what_key, sizeof(what_key), "key %s", key);
+  fprintf(
+      out, "INVALID: %s is not %s: %s (%zu of %zu key%s invalid, %.3f s)\n",
+      what_key, h->model == JEPSEN_MODEL_SET ? "consistent" : "linearizable",
+      r->reason, r->keys_invalid, r->keys, r->keys == 1 ? "" : "s", r->seconds);
   if (r->n_witness == 0)
     return;
   uint32_t *w = malloc(r->n_witness * sizeof(*w));
@@ -922,8 +929,11 @@ void jepsen_check_report(const struct jepsen_history *h,
     const struct jepsen_op *op = &h->ops[w[i]];
     jepsen_op_describe(h, op, buf, sizeof(buf));
     bool stuck = r->has_stuck_op && w[i] == r->stuck_op;
+    bool running = !op->info && op->ret > r->witness_cut;
     fprintf(out, "  %s%s\n", buf,
-            stuck ? "   <- no order explains this completion" : "");
+            stuck     ? "   <- no order explains this completion"
+            : running ? "   (still running at that point: counts as :info)"
+                      : "");
   }
   free(w);
 }

@@ -21,7 +21,13 @@
   "{:process " #p ", :type :" #t ", :f :" #f ", :value " v "}\n"
 #define KV(p, t, f, k, v)                                                      \
   "{:process " #p ", :type :" #t ", :f :" #f ", :key \"" k "\", :value " v "}" \
-                                                                           "\n"
+  "\n"
+
+static uint64_t rng_state;
+static uint32_t rnd(uint32_t n) {
+  rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (uint32_t)((rng_state >> 33) % n);
+}
 
 struct fixture {
   struct jepsen_history h;
@@ -474,13 +480,67 @@ static void test_loader_skips_and_counts(void **state) {
   done(&fx);
 }
 
-/* ---- WGL against brute force --------------------------------------------- */
-
-static uint64_t rng_state;
-static uint32_t rnd(uint32_t n) {
-  rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-  return (uint32_t)((rng_state >> 33) % n);
+/* Damaged histories never crash the loader or the checker: every damaged
+ * input either loads (and is checked) or is refused with a located error. */
+static void test_loader_survives_damage(void **state) {
+  (void)state;
+  const char *good =
+      "{:index 0, :time 5, :process 0, :type :invoke, :f :cas, :value [1 "
+      "2]}\n"
+      "{:index 1, :time 6, :process 0, :type :ok, :f :cas, :value [1 2]}\n"
+      "{:process 1, :type :invoke, :f :read, :value [\"k\" nil]}\n"
+      "{:process 1, :type :ok, :f :read, :value [\"k\" \"v\\n\"]}\n";
+  static const char alphabet[] = "{}[]()#:\"\\ ,;0123456789-Nnil\n\x01";
+  rng_state = 7;
+  size_t glen = strlen(good);
+  char buf[1024];
+  int refused = 0;
+  for (int round = 0; round < 3000; round++) {
+    memcpy(buf, good, glen + 1);
+    size_t len = glen;
+    int edits = 1 + (int)rnd(4);
+    for (int e = 0; e < edits; e++) {
+      size_t at = rnd((uint32_t)len);
+      switch (rnd(3)) {
+      case 0: /* replace */
+        buf[at] = alphabet[rnd(sizeof(alphabet) - 1)];
+        break;
+      case 1: /* delete */
+        memmove(buf + at, buf + at + 1, len - at);
+        len--;
+        break;
+      default: /* insert */
+        if (len + 2 < sizeof(buf)) {
+          memmove(buf + at + 1, buf + at, len - at + 1);
+          buf[at] = alphabet[rnd(sizeof(alphabet) - 1)];
+          len++;
+        }
+      }
+    }
+    for (enum jepsen_model m = JEPSEN_MODEL_REGISTER; m <= JEPSEN_MODEL_KV;
+         m++) {
+      struct jepsen_history h;
+      char err[512] = "";
+      int rc = jepsen_history_parse(buf, len, m, &h, err, sizeof(err));
+      if (rc != 0) {
+        refused++;
+        assert_non_null(strstr(err, "history:"));
+        continue;
+      }
+      struct jepsen_check_opts o;
+      jepsen_check_opts_default(&o);
+      o.threads = 1;
+      o.time_limit = 1;
+      struct jepsen_check_result r;
+      assert_int_equal(jepsen_check(&h, &o, &r), 0);
+      jepsen_check_result_free(&r);
+      jepsen_history_free(&h);
+    }
+  }
+  assert_true(refused > 1000);
 }
+
+/* ---- WGL against brute force --------------------------------------------- */
 
 struct bf {
   struct jepsen_op ops[16];
@@ -653,6 +713,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_beats_unknown),
       cmocka_unit_test(test_loader_errors),
       cmocka_unit_test(test_loader_skips_and_counts),
+      cmocka_unit_test(test_loader_survives_damage),
       cmocka_unit_test(test_matches_brute_force),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
