@@ -20,7 +20,10 @@
  *     history order; stack[0..depth) holds the linearized ops in order;
  *   - bits (and its Zobrist hash `zob`) is exactly the set on the stack;
  *   - every (bits, state) pushed is in the cache, so a configuration is
- *     explored at most once: the search is finite and exhaustive.
+ *     explored at most once: the search is finite and exhaustive. The cache
+ *     stores bits in a compact form that is exact for every set the walk
+ *     can reach (make_key);
+ *   - `lowest` is the first op of certain outcome not on the stack.
  *   - an op with unknown outcome has its return node after every other
  *     event, so it may be linearized anywhere after its call, or (list
  *     empty otherwise) simply last, which is "never" for the observers.
@@ -31,6 +34,7 @@
  */
 #include "check.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -95,70 +99,79 @@ struct search_result {
 
 /* ---- the visited-configuration cache ---------------------------------- */
 
+/* Entries are variable-length (the compact key below): one arena of words,
+ * each entry [hash][state | len << 32][len key words], found through an
+ * open-addressing table of arena offsets + 1. */
 struct cache {
-  uint64_t *ent; /* per entry: hash, state, bitset words */
-  size_t stride, count, cap;
-  uint32_t *slots;
-  size_t nslots;
-  size_t budget;
+  uint64_t *arena;
+  size_t used, cap; /* words */
+  uint64_t *slots;
+  size_t nslots, count;
+  size_t budget; /* bytes */
 };
 
-static size_t cache_bytes(const struct cache *c, size_t cap, size_t nslots) {
-  return cap * c->stride * sizeof(uint64_t) + nslots * sizeof(uint32_t);
+static size_t cache_bytes(size_t arena_words, size_t nslots) {
+  return (arena_words + nslots) * sizeof(uint64_t);
 }
 
 /* Returns 1 when added, 0 when present, KEEL_ELIMIT or -ENOMEM. */
 static int cache_insert(struct cache *c, uint64_t hash, uint32_t state,
-                        const uint64_t *bits, size_t words) {
+                        const uint64_t *key, size_t len) {
   if ((c->count + 1) * 2 > c->nslots) {
     size_t n = c->nslots ? c->nslots * 2 : 1024;
-    if (n > UINT32_MAX || cache_bytes(c, c->cap, n) > c->budget)
+    if (cache_bytes(c->cap, n) > c->budget)
       return KEEL_ELIMIT;
-    uint32_t *s = calloc(n, sizeof(*s));
+    uint64_t *s = calloc(n, sizeof(*s));
     if (!s)
       return -ENOMEM;
-    for (size_t e = 0; e < c->count; e++) {
-      size_t i = c->ent[e * c->stride] & (n - 1);
-      while (s[i] != 0)
-        i = (i + 1) & (n - 1);
-      s[i] = (uint32_t)(e + 1);
+    for (size_t i = 0; i < c->nslots; i++) {
+      if (c->slots[i] == 0)
+        continue;
+      size_t j = c->arena[c->slots[i] - 1] & (n - 1);
+      while (s[j] != 0)
+        j = (j + 1) & (n - 1);
+      s[j] = c->slots[i];
     }
     free(c->slots);
     c->slots = s;
     c->nslots = n;
   }
+  uint64_t tag = (uint64_t)state | (uint64_t)len << 32;
   size_t mask = c->nslots - 1;
   size_t i = hash & mask;
   for (; c->slots[i] != 0; i = (i + 1) & mask) {
-    const uint64_t *e = c->ent + (size_t)(c->slots[i] - 1) * c->stride;
-    if (e[0] == hash && e[1] == state &&
-        memcmp(e + 2, bits, words * sizeof(uint64_t)) == 0)
+    const uint64_t *e = c->arena + c->slots[i] - 1;
+    if (e[0] == hash && e[1] == tag &&
+        memcmp(e + 2, key, len * sizeof(uint64_t)) == 0)
       return 0;
   }
-  if (c->count == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 1024;
-    if (cache_bytes(c, cap, c->nslots) > c->budget) {
-      cap = c->cap + c->cap / 4 + 16; /* a last, smaller step */
-      if (cache_bytes(c, cap, c->nslots) > c->budget)
+  if (c->used + 2 + len > c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    while (cap < c->used + 2 + len)
+      cap *= 2;
+    if (cache_bytes(cap, c->nslots) > c->budget) {
+      cap = c->used + 2 + len + c->cap / 4; /* a last, smaller step */
+      if (cache_bytes(cap, c->nslots) > c->budget)
         return KEEL_ELIMIT;
     }
-    uint64_t *ent = realloc(c->ent, cap * c->stride * sizeof(uint64_t));
-    if (!ent)
+    uint64_t *arena = realloc(c->arena, cap * sizeof(uint64_t));
+    if (!arena)
       return -ENOMEM;
-    c->ent = ent;
+    c->arena = arena;
     c->cap = cap;
   }
-  uint64_t *e = c->ent + c->count * c->stride;
+  uint64_t *e = c->arena + c->used;
   e[0] = hash;
-  e[1] = state;
-  memcpy(e + 2, bits, words * sizeof(uint64_t));
+  e[1] = tag;
+  memcpy(e + 2, key, len * sizeof(uint64_t));
+  c->slots[i] = c->used + 1;
+  c->used += 2 + len;
   c->count++;
-  c->slots[i] = (uint32_t)c->count;
   return 1;
 }
 
 static void cache_free(struct cache *c) {
-  free(c->ent);
+  free(c->arena);
   free(c->slots);
 }
 
@@ -233,6 +246,37 @@ static void set_reason(struct search_result *r, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The cache key of a linearized set S, compact and exact. Let `low` be the
+ * first op (in call order) of certain outcome not in S. Then every certain op
+ * before low is in S by definition, and no op called after low returned can
+ * be in S: the list walk never passes low's return node, which stays in the
+ * list while low is not linearized. So S is exactly: (low, which
+ * unknown-outcome ops are in S, which ops in low's window [low, win_end[low])
+ * are in S). That takes 1 + n_info/64 + window/64 words instead of n/64:
+ * with a handful of clients the window is a handful of ops, so the cache no
+ * longer grows with the length of the history. */
+static size_t make_key(uint64_t *key, size_t low, size_t n,
+                       const uint32_t *win_end, const uint64_t *infobits,
+                       size_t iw, const uint64_t *bits) {
+  key[0] = low;
+  memcpy(key + 1, infobits, iw * sizeof(*key));
+  size_t len = 1 + iw;
+  if (low < n) {
+    size_t w = win_end[low] - low;
+    size_t nw = (w + 63) / 64, base = low / 64, sh = low % 64;
+    for (size_t k = 0; k < nw; k++) {
+      uint64_t word = bits[base + k] >> sh;
+      if (sh != 0)
+        word |= bits[base + k + 1] << (64 - sh);
+      key[len + k] = word;
+    }
+    if (w % 64 != 0)
+      key[len + nw - 1] &= (1ULL << (w % 64)) - 1;
+    len += nw;
+  }
+  return len;
+}
+
 /* Decides whether ops[0..n) (one key) are linearizable. ops are modified
  * (kv values are renumbered into the search's own string table). */
 static void wgl(struct control *ctl, struct sop *ops, size_t n,
@@ -251,14 +295,42 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
   int32_t *stack_node = malloc((n + 1) * sizeof(*stack_node));
   uint32_t *stack_state = malloc((n + 1) * sizeof(*stack_state));
   uint64_t *zob = malloc((n + 1) * sizeof(*zob));
-  uint64_t *bits = calloc(words + 1, sizeof(*bits));
+  uint64_t *bits = calloc(words + 2, sizeof(*bits));
+  uint32_t *win_end = malloc((n + 1) * sizeof(*win_end));
+  uint32_t *info_rank = malloc((n + 1) * sizeof(*info_rank));
+  uint32_t *stack_m = malloc((n + 1) * sizeof(*stack_m));
+  size_t n_info = 0;
+  for (size_t i = 0; i < n; i++)
+    n_info += ops[i].info;
+  size_t iw = (n_info + 63) / 64;
+  uint64_t *infobits = calloc(iw + 1, sizeof(*infobits));
+  uint64_t *key = malloc((1 + iw + words + 2) * sizeof(*key));
   /* A quarter of the memory for kv states, the rest for the cache. */
-  struct cache cache = {.stride = 2 + words,
-                        .budget = ctl->mem_per_search / 4 * 3};
+  struct cache cache = {.budget = ctl->mem_per_search / 4 * 3};
   if (!ev || !next || !prev || !node_op || !match || !stack_node ||
-      !stack_state || !zob || !bits) {
+      !stack_state || !zob || !bits || !win_end || !info_rank || !stack_m ||
+      !infobits || !key) {
     set_reason(res, "out of memory");
     goto out;
+  }
+  /* The compact key (see make_key): ranks of the unknown-outcome ops, and
+   * for each op the end of its window, the first op called after it
+   * returned. Ops come sorted by call. */
+  {
+    uint32_t rank = 0;
+    for (size_t i = 0; i < n; i++) {
+      assert(i == 0 || ops[i - 1].call < ops[i].call);
+      info_rank[i] = ops[i].info ? rank++ : UINT32_MAX;
+      size_t lo = i + 1, hi = n; /* first j in [i+1, n) called after ret */
+      while (!ops[i].info && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ops[mid].call > ops[i].ret)
+          hi = mid;
+        else
+          lo = mid + 1;
+      }
+      win_end[i] = ops[i].info ? (uint32_t)n : (uint32_t)lo;
+    }
   }
   if (m.kind == JEPSEN_MODEL_KV) {
     jepsen_strtab_init(&m.strings, ctl->mem_per_search / 4);
@@ -305,6 +377,9 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
 
   size_t depth = 0;
   uint64_t h = 0, iter = 0;
+  size_t lowest = 0; /* the first certain op not linearized (n: none) */
+  while (lowest < n && ops[lowest].info)
+    lowest++;
   int32_t e = next[head];
   while (next[head] != -1) {
     if ((++iter & 4095) == 0) {
@@ -333,13 +408,23 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
       if (ok) {
         uint64_t nh = h ^ zob[op];
         bits[op / 64] |= 1ULL << (op % 64);
-        int ins = cache_insert(&cache, nh ^ mix64(ns), ns, bits, words);
+        uint32_t ir = info_rank[op];
+        if (ir != UINT32_MAX)
+          infobits[ir / 64] |= 1ULL << (ir % 64);
+        size_t nlow = lowest;
+        while (nlow < n &&
+               (ops[nlow].info || (bits[nlow / 64] >> (nlow % 64) & 1) != 0))
+          nlow++;
+        size_t klen = make_key(key, nlow, n, win_end, infobits, iw, bits);
+        int ins = cache_insert(&cache, nh ^ mix64(ns), ns, key, klen);
         if (ins == 1) {
           stack_node[depth] = e;
           stack_state[depth] = state;
+          stack_m[depth] = (uint32_t)lowest;
           depth++;
           state = ns;
           h = nh;
+          lowest = nlow;
           /* lift the call and its return out of the list */
           next[prev[e]] = next[e];
           prev[next[e]] = prev[e];
@@ -351,6 +436,8 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
           continue;
         }
         bits[op / 64] &= ~(1ULL << (op % 64));
+        if (ir != UINT32_MAX)
+          infobits[ir / 64] &= ~(1ULL << (ir % 64));
         if (ins < 0) {
           set_reason(res,
                      ins == KEEL_ELIMIT
@@ -369,9 +456,12 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
       depth--;
       e = stack_node[depth];
       state = stack_state[depth];
+      lowest = stack_m[depth];
       int32_t op = node_op[e];
       h ^= zob[op];
       bits[op / 64] &= ~(1ULL << (op % 64));
+      if (info_rank[op] != UINT32_MAX)
+        infobits[info_rank[op] / 64] &= ~(1ULL << (info_rank[op] % 64));
       int32_t r = match[e];
       next[prev[r]] = r;
       if (next[r] != -1)
@@ -396,6 +486,11 @@ out:
   free(stack_state);
   free(zob);
   free(bits);
+  free(win_end);
+  free(info_rank);
+  free(stack_m);
+  free(infobits);
+  free(key);
 }
 
 /* Builds the search's ops from history ops idx[0..n) (sorted by call), cut

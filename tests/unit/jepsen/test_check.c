@@ -403,6 +403,93 @@ static void test_invalid_beats_unknown(void **state) {
   free(t);
 }
 
+/* A long single-key history made linearizable by construction: each op
+ * takes effect at its invoke. With a compact cache key (check.c make_key)
+ * its search needs memory for the clients' window, not for the whole
+ * history: 50 000 ops fit in 32 MiB, where n/64-word bitsets would need
+ * several hundred. `corrupt` makes the last read return a value never
+ * written. */
+static char *long_history(int nops, bool corrupt, size_t *len_out) {
+  size_t cap = (size_t)nops * 160, n = 0;
+  char *t = malloc(cap);
+  int busy[5] = {0}, value = -1, pending_out[5];
+  int done_ops = 0;
+  static const char *fs[] = {"read", "write", "cas"};
+  char vals[5][32];
+  while (done_ops < nops) {
+    int p = (int)rnd(5);
+    if (!busy[p]) {
+      int f = (int)rnd(3);
+      int a = (int)rnd(5), b = (int)rnd(5);
+      if (f == 0) {
+        snprintf(vals[p], sizeof(vals[p]), "nil");
+        pending_out[p] = value;
+      } else if (f == 1) {
+        snprintf(vals[p], sizeof(vals[p]), "%d", a);
+        value = a;
+      } else {
+        snprintf(vals[p], sizeof(vals[p]), "[%d %d]", a, b);
+        pending_out[p] = value == a; /* did the cas apply */
+        if (value == a)
+          value = b;
+      }
+      n += (size_t)snprintf(t + n, cap - n,
+                            "{:process %d, :type :invoke, :f :%s, :value %s}\n",
+                            p, fs[f], vals[p]);
+      busy[p] = 1 + f;
+    } else {
+      int f = busy[p] - 1;
+      const char *type = "ok";
+      char out[32];
+      snprintf(out, sizeof(out), "%s", vals[p]);
+      if (f == 0 && pending_out[p] >= 0)
+        snprintf(out, sizeof(out), "%d", pending_out[p]);
+      if (f == 2 && !pending_out[p])
+        type = "fail";
+      if (corrupt && f == 0 && done_ops >= nops - 100) {
+        snprintf(out, sizeof(out), "999");
+        corrupt = false;
+      }
+      n += (size_t)snprintf(t + n, cap - n,
+                            "{:process %d, :type :%s, :f :%s, :value %s}\n", p,
+                            type, fs[f], out);
+      busy[p] = 0;
+      done_ops++;
+    }
+  }
+  *len_out = n;
+  return t;
+}
+
+static void test_long_history_compact_cache(void **state) {
+  (void)state;
+  struct jepsen_check_opts o;
+  jepsen_check_opts_default(&o);
+  o.threads = 1;
+  o.time_limit = 20;
+  o.max_memory = (size_t)32 << 20;
+  for (int corrupt = 0; corrupt < 2; corrupt++) {
+    rng_state = 99;
+    size_t len;
+    char *text = long_history(50000, corrupt, &len);
+    struct fixture fx;
+    struct jepsen_limits lim;
+    jepsen_limits_default(&lim);
+    char err[512];
+    FILE *f = fmemopen(text, len, "r");
+    assert_int_equal(
+        jepsen_history_read(f, "long", REG, &lim, &fx.h, err, sizeof(err)), 0);
+    fclose(f);
+    o.witness = false;
+    assert_int_equal(jepsen_check(&fx.h, &o, &fx.r), 0);
+    if (fx.r.verdict != (corrupt ? JEPSEN_INVALID : JEPSEN_VALID))
+      fail_msg("corrupt=%d: %s (%s)", corrupt,
+               jepsen_verdict_name(fx.r.verdict), fx.r.reason);
+    done(&fx);
+    free(text);
+  }
+}
+
 /* ---- the loader refuses bad input, naming the line ----------------------- */
 
 static void expect_load_error(enum jepsen_model model, const char *text,
@@ -711,6 +798,7 @@ int main(void) {
       cmocka_unit_test(test_time_limit_unknown),
       cmocka_unit_test(test_memory_bound_unknown),
       cmocka_unit_test(test_invalid_beats_unknown),
+      cmocka_unit_test(test_long_history_compact_cache),
       cmocka_unit_test(test_loader_errors),
       cmocka_unit_test(test_loader_skips_and_counts),
       cmocka_unit_test(test_loader_survives_damage),
