@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "keel_error.h"
+#include "kvstate.h"
 
 void jepsen_check_opts_default(struct jepsen_check_opts *o) {
   o->time_limit = 0;
@@ -184,11 +185,13 @@ static uint64_t mix64(uint64_t x) {
 
 /* ---- models ------------------------------------------------------------ */
 
-/* The kv model's states are strings that appends keep making; they are
- * interned in a table private to the search so a state is one integer. */
+/* The kv model's states are strings that appends keep making; they get
+ * canonical ids from a table private to the search (kvstate.h), so a state
+ * is one integer. An append op's text is pieces[op.b]. */
 struct model {
   enum jepsen_model kind;
-  struct jepsen_strtab strings; /* kv only */
+  struct jepsen_kv_states kv;
+  struct jepsen_kv_piece *pieces;
 };
 
 /* 1: op may take effect in `state`, giving *next; 0: it may not; <0 error. */
@@ -211,7 +214,7 @@ static int step(struct model *m, uint32_t state, const struct sop *op,
     /* A cas whose outcome is unknown may have failed: no effect. */
     return op->info;
   case JEPSEN_F_APPEND: {
-    int rc = jepsen_strtab_intern_concat(&m->strings, state, op->a, next);
+    int rc = jepsen_kv_append(&m->kv, state, &m->pieces[op->b], op->b, next);
     return rc < 0 ? rc : 1;
   }
   case JEPSEN_F_ADD:
@@ -305,8 +308,10 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
   size_t iw = (n_info + 63) / 64;
   uint64_t *infobits = calloc(iw + 1, sizeof(*infobits));
   uint64_t *key = malloc((1 + iw + words + 2) * sizeof(*key));
-  /* A quarter of the memory for kv states, the rest for the cache. */
-  struct cache cache = {.budget = ctl->mem_per_search / 4 * 3};
+  /* Half of the memory for kv states (when kv), the rest for the cache. */
+  struct cache cache = {.budget = ctl->h->model == JEPSEN_MODEL_KV
+                                      ? ctl->mem_per_search / 2
+                                      : ctl->mem_per_search};
   if (!ev || !next || !prev || !node_op || !match || !stack_node ||
       !stack_state || !zob || !bits || !win_end || !info_rank || !stack_m ||
       !infobits || !key) {
@@ -333,20 +338,30 @@ static void wgl(struct control *ctl, struct sop *ops, size_t n,
     }
   }
   if (m.kind == JEPSEN_MODEL_KV) {
-    jepsen_strtab_init(&m.strings, ctl->mem_per_search / 4);
-    uint32_t id;
-    int rc = jepsen_strtab_intern(&m.strings, "", 0, &id); /* id 0: "" */
+    /* put values and get results become states; append texts pieces */
+    jepsen_kv_init(&m.kv, ctl->mem_per_search / 2);
+    m.pieces = malloc((n + 1) * sizeof(*m.pieces));
+    int rc = m.pieces ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
       size_t len;
+      struct jepsen_kv_piece tmp;
       const char *s = jepsen_strtab_get(&ctl->h->values, ops[i].a, &len);
-      rc = jepsen_strtab_intern(&m.strings, s, len, &ops[i].a);
-      if (rc == 0 && ops[i].out_known) {
+      if (ops[i].f == JEPSEN_F_APPEND) {
+        jepsen_kv_piece(&m.pieces[i], s, (uint32_t)len);
+        ops[i].b = (uint32_t)i;
+      } else if (ops[i].f == JEPSEN_F_PUT) {
+        jepsen_kv_piece(&tmp, s, (uint32_t)len);
+        rc = jepsen_kv_append(&m.kv, JEPSEN_KV_EMPTY, &tmp, UINT32_MAX,
+                              &ops[i].a);
+      } else if (ops[i].out_known) {
         s = jepsen_strtab_get(&ctl->h->values, ops[i].out, &len);
-        rc = jepsen_strtab_intern(&m.strings, s, len, &ops[i].out);
+        jepsen_kv_piece(&tmp, s, (uint32_t)len);
+        rc = jepsen_kv_append(&m.kv, JEPSEN_KV_EMPTY, &tmp, UINT32_MAX,
+                              &ops[i].out);
       }
     }
     if (rc != 0) {
-      set_reason(res, "kv value table: %s", keel_strerror(rc));
+      set_reason(res, "kv state table: %s", keel_strerror(rc));
       goto out;
     }
   }
@@ -476,7 +491,8 @@ out:
   res->states = cache.count;
   cache_free(&cache);
   if (m.kind == JEPSEN_MODEL_KV)
-    jepsen_strtab_free(&m.strings);
+    jepsen_kv_free(&m.kv);
+  free(m.pieces);
   free(ev);
   free(next);
   free(prev);

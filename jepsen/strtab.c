@@ -125,24 +125,6 @@ int jepsen_strtab_intern(struct jepsen_strtab *t, const char *s, size_t len,
   return add(t, s, len, id);
 }
 
-int jepsen_strtab_intern_concat(struct jepsen_strtab *t, uint32_t a, uint32_t b,
-                                uint32_t *id) {
-  size_t alen = t->lens[a], blen = t->lens[b];
-  uint64_t h = hash_bytes(FNV_BASIS, t->data + t->offs[a], alen);
-  h = hash_bytes(h, t->data + t->offs[b], blen);
-  if (find(t, h, t->data + t->offs[a], alen, t->data + t->offs[b], blen, id))
-    return 0;
-  /* add() may move t->data; copy the parts out first so they stay valid. */
-  char *tmp = malloc(alen + blen + 1);
-  if (!tmp)
-    return -ENOMEM;
-  memcpy(tmp, t->data + t->offs[a], alen);
-  memcpy(tmp + alen, t->data + t->offs[b], blen);
-  int rc = add(t, tmp, alen + blen, id);
-  free(tmp);
-  return rc;
-}
-
 const char *jepsen_strtab_get(const struct jepsen_strtab *t, uint32_t id,
                               size_t *len) {
   if (len)

@@ -5,9 +5,9 @@
  * strings to ids 0, 1, 2, ... in insertion order and back.
  *
  * Bound: a table refuses to hold more than `max_bytes` of string data
- * (jepsen_strtab_intern returns KEEL_ELIMIT), so a search that keeps making
- * new states (append!) cannot eat the machine. Not thread-safe: one table
- * per thread, or read-only sharing after loading.
+ * (jepsen_strtab_intern returns KEEL_ELIMIT), so a history with endless
+ * distinct values cannot eat the machine. Not thread-safe: one table per
+ * thread, or read-only sharing after loading.
  */
 #ifndef JEPSEN_STRTAB_H
 #define JEPSEN_STRTAB_H
@@ -33,11 +33,6 @@ void jepsen_strtab_free(struct jepsen_strtab *t);
  * the table's byte bound would be exceeded. */
 int jepsen_strtab_intern(struct jepsen_strtab *t, const char *s, size_t len,
                          uint32_t *id);
-
-/* Like intern for the concatenation a ++ b, without building it first when
- * it already exists (the kv model's append). */
-int jepsen_strtab_intern_concat(struct jepsen_strtab *t, uint32_t a, uint32_t b,
-                                uint32_t *id);
 
 /* The string of an id (NUL-terminated; *len may be NULL). The pointer is
  * valid until the next intern call (the data may move). */

@@ -15,6 +15,7 @@
 #include "check.h"
 #include "history.h"
 #include "keel_error.h"
+#include "kvstate.h"
 
 /* One event line. V is the EDN text of :value. */
 #define OP(p, t, f, v)                                                         \
@@ -276,6 +277,56 @@ static void test_kv(void **state) {
                          KV(1, invoke, get, "a", "nil")
                              KV(1, ok, get, "a", "\"1\"")),
       JEPSEN_VALID);
+}
+
+/* kv state ids are canonical: equal exactly when the strings are, however
+ * they were built (put, appends in pieces, empty appends). */
+static void test_kv_state_ids_canonical(void **state) {
+  (void)state;
+  struct jepsen_kv_states k;
+  jepsen_kv_init(&k, (size_t)64 << 20);
+  enum { N = 3000 };
+  static char strs[N][64];
+  static uint32_t ids[N];
+  static const char *texts[] = {"", "a", "b", "ab", "ba", "aa", "bab"};
+  struct jepsen_kv_piece pieces[7];
+  for (int i = 0; i < 7; i++)
+    jepsen_kv_piece(&pieces[i], texts[i], (uint32_t)strlen(texts[i]));
+  rng_state = 5;
+  int n = 1;
+  strs[0][0] = '\0';
+  ids[0] = JEPSEN_KV_EMPTY;
+  assert_int_equal(
+      jepsen_kv_append(&k, JEPSEN_KV_EMPTY, &pieces[0], 0, &ids[0]), 0);
+  assert_int_equal(ids[0], JEPSEN_KV_EMPTY);
+  while (n < N) {
+    int from = (int)rnd((uint32_t)n), pc = (int)rnd(7);
+    if (strlen(strs[from]) + 3 >= sizeof(strs[0]))
+      continue;
+    /* half the time without the repeat table, as put and get do */
+    uint32_t pid = rnd(2) ? (uint32_t)pc : UINT32_MAX;
+    assert_int_equal(jepsen_kv_append(&k, ids[from], &pieces[pc], pid, &ids[n]),
+                     0);
+    snprintf(strs[n], sizeof(strs[n]), "%s%s", strs[from], texts[pc]);
+    n++;
+  }
+  for (int i = 0; i < N; i++) {
+    for (int j = i + 1; j < N; j += 7) {
+      bool same = strcmp(strs[i], strs[j]) == 0;
+      if (same != (ids[i] == ids[j]))
+        fail_msg("'%s' (id %u) vs '%s' (id %u)", strs[i], ids[i], strs[j],
+                 ids[j]);
+    }
+  }
+  jepsen_kv_free(&k);
+  /* a tiny budget ends in KEEL_ELIMIT, not an overrun */
+  jepsen_kv_init(&k, 4096);
+  uint32_t id = JEPSEN_KV_EMPTY;
+  int rc = 0;
+  for (int i = 0; i < 10000 && rc == 0; i++)
+    rc = jepsen_kv_append(&k, id, &pieces[1], 1, &id);
+  assert_int_equal(rc, KEEL_ELIMIT);
+  jepsen_kv_free(&k);
 }
 
 /* ---- set ---------------------------------------------------------------- */
@@ -794,6 +845,7 @@ int main(void) {
       cmocka_unit_test(test_never_completed_is_info),
       cmocka_unit_test(test_independent_keys),
       cmocka_unit_test(test_kv),
+      cmocka_unit_test(test_kv_state_ids_canonical),
       cmocka_unit_test(test_set),
       cmocka_unit_test(test_time_limit_unknown),
       cmocka_unit_test(test_memory_bound_unknown),
