@@ -543,32 +543,65 @@ static size_t build_sops(const struct jepsen_history *h, const uint32_t *idx,
 
 /* ---- the set checker -------------------------------------------------- */
 
+/* Per element of one key: the earliest invoke of an add that did not :fail,
+ * its earliest acknowledgement, and the last read that contained it. The
+ * elements (value ids) of a key are numbered through a small hash table, so
+ * checking a key costs time and memory for that key only. */
+struct set_elem {
+  uint32_t value;
+  uint32_t seen; /* read stamp */
+  uint64_t first_invoke, first_ack;
+};
+
+struct set_index {
+  struct set_elem *elems;
+  uint32_t *slots; /* elem index + 1 */
+  size_t nslots, count;
+};
+
+static struct set_elem *set_elem(struct set_index *x, uint32_t value) {
+  size_t mask = x->nslots - 1;
+  size_t i = mix64(value) & mask;
+  for (; x->slots[i] != 0; i = (i + 1) & mask) {
+    if (x->elems[x->slots[i] - 1].value == value)
+      return &x->elems[x->slots[i] - 1];
+  }
+  struct set_elem *e = &x->elems[x->count++];
+  *e = (struct set_elem){value, 0, UINT64_MAX, UINT64_MAX};
+  x->slots[i] = (uint32_t)x->count;
+  return e;
+}
+
 static void check_set_key(const struct jepsen_history *h, const uint32_t *idx,
                           size_t n, struct search_result *res,
                           uint32_t *bad_op) {
   memset(res, 0, sizeof(*res));
   *bad_op = UINT32_MAX;
-  /* Per element: the earliest invoke of an add that did not :fail, and the
-   * earliest acknowledgement. Elements are value ids. */
-  uint32_t nvals = h->values.count;
-  uint64_t *first_invoke = malloc(nvals * sizeof(uint64_t));
-  uint64_t *first_ack = malloc(nvals * sizeof(uint64_t));
-  uint32_t *seen = calloc(nvals, sizeof(uint32_t)); /* read stamp */
-  if (!first_invoke || !first_ack || !seen) {
+  size_t total = 1; /* elements mentioned by the key's ops */
+  for (size_t i = 0; i < n; i++) {
+    const struct jepsen_op *op = &h->ops[idx[i]];
+    total += op->f == JEPSEN_F_ADD ? 1 : op->elems_n;
+  }
+  struct set_index x = {0};
+  x.nslots = 16;
+  while (x.nslots < 2 * total)
+    x.nslots *= 2;
+  x.elems = malloc(total * sizeof(*x.elems));
+  x.slots = calloc(x.nslots, sizeof(*x.slots));
+  if (!x.elems || !x.slots) {
     res->verdict = JEPSEN_UNKNOWN;
     set_reason(res, "out of memory");
     goto out;
   }
-  for (uint32_t v = 0; v < nvals; v++)
-    first_invoke[v] = first_ack[v] = UINT64_MAX;
   const struct jepsen_op *final = NULL;
   for (size_t i = 0; i < n; i++) {
     const struct jepsen_op *op = &h->ops[idx[i]];
     if (op->f == JEPSEN_F_ADD) {
-      if (op->call < first_invoke[op->a])
-        first_invoke[op->a] = op->call;
-      if (!op->info && op->ret < first_ack[op->a])
-        first_ack[op->a] = op->ret;
+      struct set_elem *e = set_elem(&x, op->a);
+      if (op->call < e->first_invoke)
+        e->first_invoke = op->call;
+      if (!op->info && op->ret < e->first_ack)
+        e->first_ack = op->ret;
     } else if (op->out_known && (!final || op->ret > final->ret)) {
       final = op;
     }
@@ -580,22 +613,23 @@ static void check_set_key(const struct jepsen_history *h, const uint32_t *idx,
       continue;
     stamp++;
     for (uint32_t j = 0; j < op->elems_n; j++) {
-      uint32_t e = h->elems[op->elems_off + j];
-      if (seen[e] == stamp) {
+      uint32_t v = h->elems[op->elems_off + j];
+      struct set_elem *e = set_elem(&x, v);
+      if (e->seen == stamp) {
         res->verdict = JEPSEN_INVALID;
         *bad_op = idx[i];
         set_reason(res, "a read returned element %s twice",
-                   jepsen_strtab_get(&h->values, e, NULL));
+                   jepsen_strtab_get(&h->values, v, NULL));
         goto out;
       }
-      seen[e] = stamp;
-      if (first_invoke[e] > op->ret) {
+      e->seen = stamp;
+      if (e->first_invoke > op->ret) {
         res->verdict = JEPSEN_INVALID;
         *bad_op = idx[i];
         set_reason(res,
                    "a read returned element %s, which no add that did not "
                    ":fail had been invoked for before the read completed",
-                   jepsen_strtab_get(&h->values, e, NULL));
+                   jepsen_strtab_get(&h->values, v, NULL));
         goto out;
       }
     }
@@ -607,23 +641,23 @@ static void check_set_key(const struct jepsen_history *h, const uint32_t *idx,
   }
   stamp++;
   for (uint32_t j = 0; j < final->elems_n; j++)
-    seen[h->elems[final->elems_off + j]] = stamp;
-  for (uint32_t v = 0; v < nvals; v++) {
-    if (first_ack[v] < final->call && seen[v] != stamp) {
+    set_elem(&x, h->elems[final->elems_off + j])->seen = stamp;
+  for (size_t i = 0; i < x.count; i++) {
+    const struct set_elem *e = &x.elems[i];
+    if (e->first_ack < final->call && e->seen != stamp) {
       res->verdict = JEPSEN_INVALID;
       *bad_op = (uint32_t)(final - h->ops);
       set_reason(res,
                  "element %s was acknowledged (line %" PRIu64
                  ") before the final read began but is missing from it",
-                 jepsen_strtab_get(&h->values, v, NULL), first_ack[v]);
+                 jepsen_strtab_get(&h->values, e->value, NULL), e->first_ack);
       goto out;
     }
   }
   res->verdict = JEPSEN_VALID;
 out:
-  free(first_invoke);
-  free(first_ack);
-  free(seen);
+  free(x.elems);
+  free(x.slots);
 }
 
 /* ---- the driver --------------------------------------------------------- */
@@ -951,9 +985,12 @@ int jepsen_check(const struct jepsen_history *h,
     }
   } else if (unknown) {
     r->verdict = JEPSEN_UNKNOWN;
-    snprintf(r->reason, sizeof(r->reason), "key %s: %s",
-             jepsen_strtab_get(&h->keys, unknown->key, NULL),
-             unknown->res.reason);
+    const char *key = jepsen_strtab_get(&h->keys, unknown->key, NULL);
+    if (h->keys.count == 1 && strcmp(key, "nil") == 0)
+      snprintf(r->reason, sizeof(r->reason), "%s", unknown->res.reason);
+    else
+      snprintf(r->reason, sizeof(r->reason), "key %s: %s", key,
+               unknown->res.reason);
   } else {
     r->verdict = JEPSEN_VALID;
   }
