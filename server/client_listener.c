@@ -147,6 +147,8 @@ static int io_write(struct keel_net_io *io, const void *data, size_t len) {
   struct lconn *c = io_conn(io);
   if (c->closing)
     return KEEL_ESTOPPED;
+  if (len == 0)
+    return 0;
   if (io_pending(io) == 0)
     c->last_progress = uv_now(c->l->loop);
   if (c->out_len + len > c->out_cap) {
@@ -276,6 +278,8 @@ static void read_start(struct lconn *c) {
 }
 
 static int h1_append(struct lconn *c, const char *data, size_t len) {
+  if (len == 0)
+    return 0;
   if (c->in_len + len > c->in_cap) {
     size_t cap = c->in_cap ? c->in_cap : 4096;
     while (cap < c->in_len + len)
@@ -339,7 +343,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     size_t i = 0;
     while (i < len && c->sniff_len < H2_PREFACE_LEN) {
       if (data[i] != h2_preface[c->sniff_len]) {
-        become_h1(c, data, len);
+        become_h1(c, data + i, len - i); /* sniff holds data[0..i) */
         return;
       }
       c->sniff[c->sniff_len++] = data[i++];

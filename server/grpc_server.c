@@ -120,6 +120,7 @@ struct keel_grpc_call {
   int close_notified;
   int close_reason;
   int cb_depth;
+  int freeing; /* release started (maybe waiting for the timer to close) */
 
   int timer_inited;
   uv_timer_t timer;
@@ -130,6 +131,8 @@ struct keel_grpc_call {
 /* ---- small helpers ---------------------------------------------------- */
 
 static int buf_append(struct bytebuf *b, const void *data, size_t len) {
+  if (len == 0)
+    return 0;
   if (b->off > 0 && b->off == b->len) {
     b->off = b->len = 0;
   }
@@ -314,14 +317,15 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 static void call_maybe_free(keel_grpc_call *call) {
-  if (call->conn != NULL || call->cb_depth > 0)
+  if (call->conn != NULL || call->cb_depth > 0 || call->freeing)
     return;
   if (call->owned && !call->handler_done)
     return;
+  call->freeing = 1;
   if (call->owned)
     call->srv->stats.active_calls--;
   if (call->timer_inited) {
-    call->timer_inited = 0; /* uv_close once */
+    call->timer_inited = 0;
     uv_close((uv_handle_t *)&call->timer, on_timer_closed);
   } else {
     call_free_now(call);
@@ -404,7 +408,8 @@ static ssize_t data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   size_t have = buf_size(&call->sendq);
   size_t n = have < length ? have : length;
-  memcpy(buf, call->sendq.p + call->sendq.off, n);
+  if (n > 0)
+    memcpy(buf, call->sendq.p + call->sendq.off, n);
   call->sendq.off += n;
   c->send_buffered -= n;
   if (n == have && call->status_queued) {
@@ -486,8 +491,10 @@ static void call_fail(keel_grpc_call *call, int reason, int code,
   if (call->conn == NULL || call->status_queued)
     return;
   call->close_reason = reason;
+  hold(call); /* the flush in queue_status may close the stream */
   queue_status(call, code, message);
   notify_close(call);
+  release(call);
 }
 
 int keel_grpc_call_send(keel_grpc_call *call, const void *msg, size_t len) {
@@ -553,11 +560,13 @@ int keel_grpc_call_finish(keel_grpc_call *call, int code, const char *message) {
   assert(call->owned && !call->handler_done);
   call->handler_done = 1;
   int rc = 0;
+  /* Flushing may close the stream, which may release the call: hold it. */
+  hold(call);
   if (call->conn == NULL || call->status_queued)
     rc = KEEL_ECANCELED;
   else
     queue_status(call, code, message);
-  call_maybe_free(call);
+  release(call);
   return rc;
 }
 
@@ -620,7 +629,8 @@ static int on_decoded(void *ud, const uint8_t *msg, size_t len) {
     call->req = malloc(len ? len : 1);
     if (call->req == NULL)
       return -ENOMEM;
-    memcpy(call->req, msg, len);
+    if (len)
+      memcpy(call->req, msg, len);
     call->req_len = len;
     return 0;
   }

@@ -88,11 +88,13 @@ static int parse_request_line(const char *line, size_t n,
   i++;
   const char *ver = line + i;
   size_t vlen = n - i;
-  if (vlen != 8 || memcmp(ver, "HTTP/1.", 7) != 0) {
-    if (vlen >= 5 && memcmp(ver, "HTTP/", 5) == 0)
-      return fail(err, 505, "HTTP version not supported: use HTTP/1.1");
+  int well_formed = vlen == 8 && memcmp(ver, "HTTP/", 5) == 0 &&
+                    ver[5] >= '0' && ver[5] <= '9' && ver[6] == '.' &&
+                    ver[7] >= '0' && ver[7] <= '9';
+  if (!well_formed)
     return fail(err, 400, "malformed request line: bad HTTP version");
-  }
+  if (ver[5] != '1')
+    return fail(err, 505, "HTTP version not supported: use HTTP/1.1");
   if (ver[7] == '1')
     h->version_minor = 1;
   else if (ver[7] == '0')

@@ -1,0 +1,630 @@
+/* test_grpc_loopback.c — the server transport and the client library
+ * against each other over 127.0.0.1 on an ephemeral port, in one process
+ * and one libuv loop: unary calls, unknown methods, deadlines, the message
+ * size limit, a 10,000-message bidi stream with a slow reader (bounded
+ * buffers), server streaming, connection loss, graceful shutdown, and
+ * HTTP/1.1 on the same port.
+ *
+ * Nothing waits on wall-clock sleeps: each test runs the loop until the
+ * event it expects has happened, under a watchdog timer that fails the test
+ * if it does not within 20 s.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "client_listener.h"
+#include "grpc_client.h"
+#include "grpc_test_scaffold.h"
+#include "rpc.pb-c.h"
+
+struct fixture {
+  uv_loop_t loop;
+  keel_client_listener *l;
+  struct grpc_scaffold scaffold;
+  keel_grpc_channel *ch;
+  int port;
+  uv_timer_t watchdog;
+  int watchdog_fired;
+  int shutdown_done;
+};
+
+static void on_watchdog(uv_timer_t *t) {
+  struct fixture *f = t->data;
+  f->watchdog_fired = 1;
+}
+
+/* Runs the loop until *flag is set (or fails after the watchdog). */
+static void run_until(struct fixture *f, const int *flag) {
+  while (!*flag && !f->watchdog_fired)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_false(f->watchdog_fired);
+}
+
+static void setup_with(struct fixture *f,
+                       const struct keel_client_listener_config *cfg) {
+  memset(f, 0, sizeof(*f));
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  assert_int_equal(keel_client_listener_new(&f->loop, cfg, &f->l), 0);
+  assert_int_equal(grpc_scaffold_register(&f->scaffold, &f->loop, f->l), 0);
+  assert_int_equal(keel_client_listener_start(f->l, "127.0.0.1", 0), 0);
+  f->port = keel_client_listener_port(f->l);
+  assert_true(f->port > 0);
+  struct keel_grpc_channel_config cc;
+  keel_grpc_channel_config_default(&cc);
+  cc.max_send_msg_bytes = 8 * 1024 * 1024; /* to reach the server's limit */
+  assert_int_equal(
+      keel_grpc_channel_new(&f->loop, "127.0.0.1", f->port, &cc, &f->ch), 0);
+  uv_timer_init(&f->loop, &f->watchdog);
+  f->watchdog.data = f;
+  uv_timer_start(&f->watchdog, on_watchdog, 20000, 0);
+  uv_unref((uv_handle_t *)&f->watchdog);
+}
+
+static void on_shutdown(void *ud) {
+  ((struct fixture *)ud)->shutdown_done = 1;
+}
+
+static int channel_closed;
+static void on_channel_closed(void *ud) {
+  (void)ud;
+  channel_closed = 1;
+}
+
+static void teardown(struct fixture *f) {
+  if (f->ch) {
+    channel_closed = 0;
+    keel_grpc_channel_close(f->ch, on_channel_closed, NULL);
+    run_until(f, &channel_closed);
+  }
+  if (!f->shutdown_done) {
+    assert_int_equal(keel_client_listener_shutdown(f->l, 1000, on_shutdown, f),
+                     0);
+    run_until(f, &f->shutdown_done);
+  }
+  struct keel_grpc_server_stats st;
+  keel_grpc_server_stats(keel_client_listener_grpc(f->l), &st);
+  assert_int_equal(st.active_calls, 0); /* every handler call released */
+  keel_client_listener_free(f->l);
+  grpc_scaffold_free(&f->scaffold);
+  uv_close((uv_handle_t *)&f->watchdog, NULL);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* ---- unary helper ---- */
+
+struct unary_result {
+  int done, code;
+  char message[512];
+  uint8_t *resp;
+  size_t resp_len;
+};
+
+static void unary_cb(int code, const char *message, const uint8_t *resp,
+                     size_t len, void *ud) {
+  struct unary_result *r = ud;
+  r->done = 1;
+  r->code = code;
+  snprintf(r->message, sizeof(r->message), "%s", message);
+  if (resp) {
+    r->resp = malloc(len ? len : 1);
+    memcpy(r->resp, resp, len);
+    r->resp_len = len;
+  }
+}
+
+static void unary(struct fixture *f, const char *method, const void *req,
+                  size_t len, uint64_t timeout_ms, struct unary_result *r) {
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(
+      keel_grpc_client_unary(f->ch, method, req, len, timeout_ms, unary_cb, r),
+      0);
+  run_until(f, &r->done);
+}
+
+static void put(struct fixture *f, const char *k, const char *v,
+                struct unary_result *r) {
+  Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+  req.key.data = (uint8_t *)k;
+  req.key.len = strlen(k);
+  req.value.data = (uint8_t *)v;
+  req.value.len = strlen(v);
+  uint8_t buf[1024];
+  size_t n = etcdserverpb__put_request__pack(&req, buf);
+  unary(f, "/etcdserverpb.KV/Put", buf, n, 5000, r);
+}
+
+/* ---- tests ---- */
+
+static void test_unary_put_range(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct unary_result r;
+  put(&f, "foo", "bar", &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  Etcdserverpb__PutResponse *pr =
+      etcdserverpb__put_response__unpack(NULL, r.resp_len, r.resp);
+  assert_non_null(pr);
+  assert_int_equal(pr->header->revision, 2);
+  etcdserverpb__put_response__free_unpacked(pr, NULL);
+  free(r.resp);
+
+  Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
+  rq.key.data = (uint8_t *)"foo";
+  rq.key.len = 3;
+  uint8_t buf[64];
+  size_t n = etcdserverpb__range_request__pack(&rq, buf);
+  unary(&f, "/etcdserverpb.KV/Range", buf, n, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  Etcdserverpb__RangeResponse *rr =
+      etcdserverpb__range_response__unpack(NULL, r.resp_len, r.resp);
+  assert_non_null(rr);
+  assert_int_equal(rr->n_kvs, 1);
+  assert_int_equal(rr->kvs[0]->value.len, 3);
+  assert_memory_equal(rr->kvs[0]->value.data, "bar", 3);
+  assert_int_equal(rr->kvs[0]->mod_revision, 2);
+  etcdserverpb__range_response__free_unpacked(rr, NULL);
+  free(r.resp);
+
+  /* An error from the handler arrives as a trailers-only response. */
+  unary(&f, "/etcdserverpb.KV/Range", "\xff", 1, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_INVALID_ARGUMENT);
+  assert_string_equal(r.message, "malformed RangeRequest");
+  teardown(&f);
+}
+
+static void test_unknown_method(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct unary_result r;
+  unary(&f, "/etcdserverpb.KV/Nope", "", 0, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_UNIMPLEMENTED);
+  assert_string_equal(r.message,
+                      "unknown method Nope for service etcdserverpb.KV");
+  unary(&f, "/no.Such/Thing", "", 0, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_UNIMPLEMENTED);
+  assert_string_equal(r.message, "unknown service no.Such");
+  /* the connection is still good */
+  put(&f, "k", "v", &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  free(r.resp);
+  teardown(&f);
+}
+
+static void test_deadline(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct unary_result r;
+  uint64_t t0 = uv_now(&f.loop);
+  unary(&f, "/keel.test.Echo/Hang", "x", 1, 100, &r);
+  assert_int_equal(r.code, KEEL_GRPC_DEADLINE_EXCEEDED);
+  assert_true(uv_now(&f.loop) - t0 >= 100);
+  /* The server saw it too and released the handler's call. */
+  struct keel_grpc_server_stats st;
+  int released = 0;
+  while (!released && !f.watchdog_fired) {
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+    released =
+        st.active_calls == 0 && st.calls_deadline + st.calls_canceled > 0;
+    if (!released)
+      uv_run(&f.loop, UV_RUN_ONCE);
+  }
+  assert_true(released);
+  teardown(&f);
+}
+
+static void test_message_too_large(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  size_t vlen = 2 * 1024 * 1024 + 100;
+  char *v = malloc(vlen + 1);
+  memset(v, 'x', vlen);
+  v[vlen] = 0;
+  Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+  req.key.data = (uint8_t *)"big";
+  req.key.len = 3;
+  req.value.data = (uint8_t *)v;
+  req.value.len = vlen;
+  size_t n = etcdserverpb__put_request__get_packed_size(&req);
+  uint8_t *buf = malloc(n);
+  etcdserverpb__put_request__pack(&req, buf);
+  struct unary_result r;
+  unary(&f, "/etcdserverpb.KV/Put", buf, n, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_RESOURCE_EXHAUSTED);
+  char want[128];
+  snprintf(want, sizeof(want),
+           "grpc: received message larger than max (%zu vs. %d)", n,
+           1536 * 1024 + 512 * 1024);
+  assert_string_equal(r.message, want);
+  /* just under the limit goes through */
+  req.value.len = 1536 * 1024;
+  n = etcdserverpb__put_request__pack(&req, buf);
+  unary(&f, "/etcdserverpb.KV/Put", buf, n, 5000, &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  free(r.resp);
+  free(buf);
+  free(v);
+  teardown(&f);
+}
+
+/* ---- bidi echo with a slow reader ---- */
+
+#define ECHO_MSGS 10000
+#define ECHO_SIZE 1000
+
+struct echo_client {
+  struct fixture *f;
+  keel_grpc_client_call *call;
+  uint32_t sent, received;
+  int done, code, order_ok, stalled_sends;
+  uv_timer_t pacer;
+  uint32_t read_budget;
+};
+
+static void echo_pump(struct echo_client *e) {
+  uint8_t m[ECHO_SIZE];
+  memset(m, 0xab, sizeof(m));
+  while (e->sent < ECHO_MSGS) {
+    m[0] = (uint8_t)(e->sent >> 24);
+    m[1] = (uint8_t)(e->sent >> 16);
+    m[2] = (uint8_t)(e->sent >> 8);
+    m[3] = (uint8_t)e->sent;
+    int rc = keel_grpc_client_send(e->call, m, sizeof(m));
+    if (rc == KEEL_EBUSY) {
+      e->stalled_sends++;
+      return; /* on_writable resumes */
+    }
+    assert_int_equal(rc, 0);
+    e->sent++;
+  }
+  keel_grpc_client_close_send(e->call);
+}
+
+static void echo_on_msg(keel_grpc_client_call *call, const uint8_t *msg,
+                        size_t len, void *ud) {
+  struct echo_client *e = ud;
+  uint32_t seq = ((uint32_t)msg[0] << 24) | ((uint32_t)msg[1] << 16) |
+                 ((uint32_t)msg[2] << 8) | msg[3];
+  if (len != ECHO_SIZE || seq != e->received)
+    e->order_ok = 0;
+  e->received++;
+  /* The slow reader: a small budget per pacer tick, then pause. */
+  if (--e->read_budget == 0)
+    keel_grpc_client_pause(call);
+}
+
+static void echo_on_status(keel_grpc_client_call *call, int code,
+                           const char *message, void *ud) {
+  (void)call;
+  (void)message;
+  struct echo_client *e = ud;
+  e->done = 1;
+  e->code = code;
+  e->call = NULL;
+}
+
+static void echo_on_writable(keel_grpc_client_call *call, void *ud) {
+  (void)call;
+  echo_pump(ud);
+}
+
+static void echo_pace(uv_timer_t *t) {
+  struct echo_client *e = t->data;
+  if (e->call == NULL)
+    return;
+  e->read_budget = 200;
+  keel_grpc_client_resume(e->call);
+}
+
+static void test_bidi_slow_reader(void **state) {
+  (void)state;
+  struct keel_client_listener_config cfg;
+  keel_client_listener_config_default(&cfg);
+  cfg.stream_send_buffer_bytes = 64 * 1024;
+  struct fixture f;
+  setup_with(&f, &cfg);
+  struct echo_client e = {.f = &f, .order_ok = 1, .read_budget = 1};
+  static const struct keel_grpc_client_callbacks cbs = {
+      echo_on_msg, echo_on_status, echo_on_writable};
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Echo", 0, NULL,
+                                          &cbs, &e, &e.call),
+                   0);
+  echo_pump(&e);
+  /* The reader starts paused (budget 1): run until both sides are stuck,
+   * i.e. the client's sends are refused, before reading anything more. */
+  while (e.stalled_sends == 0 && !f.watchdog_fired)
+    uv_run(&f.loop, UV_RUN_ONCE);
+  assert_true(e.stalled_sends > 0);
+  uv_timer_init(&f.loop, &e.pacer);
+  e.pacer.data = &e;
+  uv_timer_start(&e.pacer, echo_pace, 1, 1);
+  run_until(&f, &e.done);
+  uv_close((uv_handle_t *)&e.pacer, NULL);
+  assert_int_equal(e.code, KEEL_GRPC_OK);
+  assert_int_equal(e.received, ECHO_MSGS);
+  assert_true(e.order_ok);
+  struct keel_grpc_server_stats st;
+  keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  /* Bounded: the server never queued more than its stream buffer plus one
+   * message, although 10 MB went through a reader that kept stopping. */
+  print_message("server stream buffer high-water: %llu bytes (limit %zu), "
+                "server send_busy %llu, client stalled sends %d\n",
+                (unsigned long long)st.max_stream_send_buffered,
+                cfg.stream_send_buffer_bytes, (unsigned long long)st.send_busy,
+                e.stalled_sends);
+  assert_true(st.max_stream_send_buffered <=
+              cfg.stream_send_buffer_bytes + ECHO_SIZE + KEEL_GRPC_PREFIX_LEN);
+  assert_true(st.send_busy > 0);
+  teardown(&f);
+}
+
+/* ---- server streaming ---- */
+
+struct flood_client {
+  int done, code;
+  uint32_t received, order_ok;
+};
+
+static void flood_on_msg(keel_grpc_client_call *call, const uint8_t *msg,
+                         size_t len, void *ud) {
+  (void)call;
+  struct flood_client *c = ud;
+  uint32_t seq = ((uint32_t)msg[0] << 24) | ((uint32_t)msg[1] << 16) |
+                 ((uint32_t)msg[2] << 8) | msg[3];
+  if (seq != c->received || len != 4096)
+    c->order_ok = 0;
+  c->received++;
+}
+
+static void flood_on_status(keel_grpc_client_call *call, int code,
+                            const char *message, void *ud) {
+  (void)call;
+  (void)message;
+  struct flood_client *c = ud;
+  c->done = 1;
+  c->code = code;
+}
+
+static void test_server_stream(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct flood_client c = {.order_ok = 1};
+  static const struct keel_grpc_client_callbacks cbs = {flood_on_msg,
+                                                        flood_on_status, NULL};
+  keel_grpc_client_call *call;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Flood", 10000,
+                                          NULL, &cbs, &c, &call),
+                   0);
+  uint8_t req[8] = {0, 0, 0x0b, 0xb8, 0, 0, 0x10, 0}; /* 3000 x 4096 */
+  assert_int_equal(keel_grpc_client_send(call, req, 8), 0);
+  keel_grpc_client_close_send(call);
+  run_until(&f, &c.done);
+  assert_int_equal(c.code, KEEL_GRPC_OK);
+  assert_int_equal(c.received, 3000);
+  assert_true(c.order_ok);
+  teardown(&f);
+}
+
+/* ---- connection loss and shutdown ---- */
+
+struct status_only {
+  int done, code;
+  char message[256];
+};
+
+static void so_msg(keel_grpc_client_call *call, const uint8_t *msg, size_t len,
+                   void *ud) {
+  (void)call;
+  (void)msg;
+  (void)len;
+  (void)ud;
+}
+
+static void so_status(keel_grpc_client_call *call, int code,
+                      const char *message, void *ud) {
+  (void)call;
+  struct status_only *s = ud;
+  s->done = 1;
+  s->code = code;
+  snprintf(s->message, sizeof(s->message), "%s", message);
+}
+
+static void test_connection_drop(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  struct status_only hang = {0}, echo = {0};
+  keel_grpc_client_call *c1, *c2;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Hang", 0, NULL,
+                                          &cbs, &hang, &c1),
+                   0);
+  keel_grpc_client_send(c1, "x", 1);
+  keel_grpc_client_close_send(c1);
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Echo", 0, NULL,
+                                          &cbs, &echo, &c2),
+                   0);
+  keel_grpc_client_send(c2, "y", 1);
+  /* Wait until the server has both calls, then cut: a 1 ms shutdown
+   * deadline closes the connection under them. */
+  struct keel_grpc_server_stats st;
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls < 2 && !f.watchdog_fired);
+  assert_int_equal(keel_client_listener_shutdown(f.l, 1, on_shutdown, &f), 0);
+  run_until(&f, &hang.done);
+  run_until(&f, &echo.done);
+  assert_int_equal(hang.code, KEEL_GRPC_UNAVAILABLE);
+  assert_int_equal(echo.code, KEEL_GRPC_UNAVAILABLE);
+  assert_non_null(strstr(hang.message, "connection lost"));
+  run_until(&f, &f.shutdown_done);
+  assert_int_equal(keel_grpc_channel_state(f.ch), KEEL_GRPC_CHANNEL_DEAD);
+  /* a dead channel refuses new calls at once */
+  keel_grpc_client_call *c3;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Hang", 0, NULL,
+                                          &cbs, &hang, &c3),
+                   KEEL_EUNAVAILABLE);
+  teardown(&f);
+}
+
+static void test_graceful_shutdown(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct unary_result r = {0};
+  uint8_t req[4] = {0, 0, 0, 100}; /* answered after 100 ms */
+  assert_int_equal(keel_grpc_client_unary(f.ch, "/keel.test.Echo/Later", req, 4,
+                                          5000, unary_cb, &r),
+                   0);
+  while (f.scaffold.later_pending == 0 && !f.watchdog_fired)
+    uv_run(&f.loop, UV_RUN_ONCE);
+  uint64_t t0 = uv_now(&f.loop);
+  assert_int_equal(keel_client_listener_shutdown(f.l, 5000, on_shutdown, &f),
+                   0);
+  run_until(&f, &r.done);
+  assert_int_equal(r.code, KEEL_GRPC_OK); /* the in-flight call finished */
+  assert_int_equal(r.resp_len, 4);
+  free(r.resp);
+  run_until(&f, &f.shutdown_done);
+  assert_true(uv_now(&f.loop) - t0 < 5000); /* did not need the deadline */
+  teardown(&f);
+}
+
+/* ---- HTTP/1.1 on the same port ---- */
+
+struct http_client {
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  uv_write_t wr;
+  const char *request;
+  char resp[8192];
+  size_t len;
+  int done;
+};
+
+static void hc_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  (void)s;
+  struct http_client *c = h->data;
+  *b = uv_buf_init(c->resp + c->len, (unsigned)(sizeof(c->resp) - 1 - c->len));
+}
+
+static void hc_closed(uv_handle_t *h) {
+  ((struct http_client *)h->data)->done = 1;
+}
+
+static void hc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  struct http_client *c = s->data;
+  if (n > 0) {
+    c->len += (size_t)n;
+    c->resp[c->len] = 0;
+  } else if (n < 0) {
+    uv_close((uv_handle_t *)&c->tcp, hc_closed);
+  }
+}
+
+static void hc_written(uv_write_t *w, int status) {
+  (void)w;
+  (void)status;
+}
+
+static void hc_connected(uv_connect_t *req, int status) {
+  struct http_client *c = req->data;
+  assert_int_equal(status, 0);
+  uv_buf_t b = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
+  uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, hc_written);
+  uv_read_start((uv_stream_t *)&c->tcp, hc_alloc, hc_read);
+}
+
+/* Sends request on a fresh connection, returns everything until the server
+ * closes it. */
+static void http_exchange(struct fixture *f, const char *request,
+                          struct http_client *c) {
+  memset(c, 0, sizeof(*c));
+  c->request = request;
+  uv_tcp_init(&f->loop, &c->tcp);
+  c->tcp.data = c;
+  c->conn.data = c;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", f->port, &a);
+  uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *)&a, hc_connected);
+  run_until(f, &c->done);
+}
+
+static void test_http1_same_port(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct http_client c;
+  http_exchange(
+      &f, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &c);
+  assert_non_null(strstr(c.resp, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(c.resp, "\r\n\r\n{\"health\":\"true\""));
+  /* keep-alive: two requests on one connection, the second closes */
+  http_exchange(&f,
+                "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+                "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+                &c);
+  char *second = strstr(c.resp, "hello");
+  if (second == NULL)
+    print_message("response: %s\n", c.resp);
+  assert_non_null(second);
+  assert_non_null(strstr(second, "HTTP/1.1 200 OK"));
+  http_exchange(&f, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n", &c);
+  assert_non_null(strstr(c.resp, "HTTP/1.1 404 Not Found\r\n"));
+  assert_non_null(strstr(c.resp, "not found: /nope"));
+  http_exchange(&f, "DELETE /health HTTP/1.1\r\nConnection: close\r\n\r\n", &c);
+  assert_non_null(strstr(c.resp, "HTTP/1.1 405 "));
+  http_exchange(&f, "BREW /pot HTTP/1.1\r\nA b\r\n\r\n", &c);
+  assert_non_null(strstr(c.resp, "HTTP/1.1 400 Bad Request\r\n"));
+  assert_non_null(strstr(c.resp, "missing name or ':'"));
+  teardown(&f);
+}
+
+static void test_http1_head_timeout(void **state) {
+  (void)state;
+  struct keel_client_listener_config cfg;
+  keel_client_listener_config_default(&cfg);
+  cfg.head_timeout_ms = 100;
+  struct fixture f;
+  setup_with(&f, &cfg);
+  struct http_client c;
+  uint64_t t0 = uv_now(&f.loop);
+  http_exchange(&f, "GET /health HTTP/1.1\r\nHost:", &c); /* never ends */
+  assert_int_equal(c.len, 0);
+  assert_true(uv_now(&f.loop) - t0 >= 100);
+  struct keel_client_listener_stats st;
+  keel_client_listener_stats(f.l, &st);
+  assert_true(st.timeouts >= 1);
+  teardown(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_unary_put_range),
+      cmocka_unit_test(test_unknown_method),
+      cmocka_unit_test(test_deadline),
+      cmocka_unit_test(test_message_too_large),
+      cmocka_unit_test(test_bidi_slow_reader),
+      cmocka_unit_test(test_server_stream),
+      cmocka_unit_test(test_connection_drop),
+      cmocka_unit_test(test_graceful_shutdown),
+      cmocka_unit_test(test_http1_same_port),
+      cmocka_unit_test(test_http1_head_timeout),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
