@@ -937,13 +937,16 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
     nghttp2_session_consume(ng, stream_id, len);
   } else {
     nghttp2_session_consume(ng, stream_id, (size_t)used);
-    if ((size_t)used < len && call->conn && !call->status_queued &&
-        buf_append(&call->held, data + used, len - (size_t)used) != 0) {
-      nghttp2_session_consume(ng, stream_id, len - (size_t)used);
-      call_fail(call, -ENOMEM, KEEL_GRPC_RESOURCE_EXHAUSTED,
-                "grpc: out of memory holding input");
-    } else if ((size_t)used < len) {
-      nghttp2_session_consume(ng, stream_id, len - (size_t)used);
+    size_t rest = len - (size_t)used;
+    if (rest > 0 && call->conn && !call->status_queued) {
+      /* Paused mid-chunk: hold the rest, un-consumed. */
+      if (buf_append(&call->held, data + used, rest) != 0) {
+        nghttp2_session_consume(ng, stream_id, rest);
+        call_fail(call, -ENOMEM, KEEL_GRPC_RESOURCE_EXHAUSTED,
+                  "grpc: out of memory holding input");
+      }
+    } else if (rest > 0) {
+      nghttp2_session_consume(ng, stream_id, rest); /* call over: drop */
     }
   }
   release(call);

@@ -307,11 +307,13 @@ static void echo_on_msg(keel_grpc_client_call *call, const uint8_t *msg,
 static void echo_on_status(keel_grpc_client_call *call, int code,
                            const char *message, void *ud) {
   (void)call;
-  (void)message;
   struct echo_client *e = ud;
   e->done = 1;
   e->code = code;
   e->call = NULL;
+  if (code != KEEL_GRPC_OK)
+    print_message("echo ended: %d %s after %u messages\n", code, message,
+                  e->received);
 }
 
 static void echo_on_writable(keel_grpc_client_call *call, void *ud) {
@@ -613,6 +615,86 @@ static void test_http1_head_timeout(void **state) {
   teardown(&f);
 }
 
+/* ---- limits and refusals ---- */
+
+static void test_limits_and_refusals(void **state) {
+  (void)state;
+  struct keel_client_listener_config cfg;
+  keel_client_listener_config_default(&cfg);
+  cfg.max_header_list_bytes = 4096;
+  cfg.max_connections = 1;
+  struct fixture f;
+  setup_with(&f, &cfg);
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  /* compressed payloads are not negotiated: grpc-go's refusal */
+  struct status_only s = {0};
+  keel_grpc_client_call *call;
+  const char *gzip_md[] = {"grpc-encoding", "gzip", NULL};
+  assert_int_equal(keel_grpc_client_start(f.ch, "/etcdserverpb.KV/Put", 5000,
+                                          gzip_md, &cbs, &s, &call),
+                   0);
+  keel_grpc_client_close_send(call);
+  run_until(&f, &s.done);
+  assert_int_equal(s.code, KEEL_GRPC_UNIMPLEMENTED);
+  assert_string_equal(s.message, "grpc: Decompressor is not installed for "
+                                 "grpc-encoding \"gzip\"");
+  /* request headers over the limit: the stream is reset */
+  char *big = malloc(8000);
+  memset(big, 'h', 7999);
+  big[7999] = 0;
+  const char *big_md[] = {"x-big", big, NULL};
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(keel_grpc_client_start(f.ch, "/etcdserverpb.KV/Put", 5000,
+                                          big_md, &cbs, &s, &call),
+                   0);
+  keel_grpc_client_close_send(call);
+  run_until(&f, &s.done);
+  assert_int_not_equal(s.code, KEEL_GRPC_OK);
+  free(big);
+  /* the connection survived both */
+  struct unary_result r;
+  put(&f, "a", "b", &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  free(r.resp);
+  /* max_connections = 1: a second connection is closed at once */
+  struct http_client c;
+  http_exchange(&f, "GET /health HTTP/1.1\r\n\r\n", &c);
+  assert_int_equal(c.len, 0);
+  struct keel_client_listener_stats st;
+  keel_client_listener_stats(f.l, &st);
+  assert_int_equal(st.connections_refused, 1);
+  teardown(&f);
+}
+
+static void test_connect_refused(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  /* the listener's port once it is gone: nothing listens there */
+  int port = f.port;
+  assert_int_equal(keel_client_listener_shutdown(f.l, 1000, on_shutdown, &f),
+                   0);
+  run_until(&f, &f.shutdown_done);
+  keel_grpc_channel *ch2;
+  assert_int_equal(
+      keel_grpc_channel_new(&f.loop, "127.0.0.1", port, NULL, &ch2), 0);
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  struct status_only s = {0};
+  keel_grpc_client_call *call;
+  assert_int_equal(keel_grpc_client_start(ch2, "/etcdserverpb.KV/Put", 5000,
+                                          NULL, &cbs, &s, &call),
+                   0);
+  run_until(&f, &s.done);
+  assert_int_equal(s.code, KEEL_GRPC_UNAVAILABLE);
+  assert_non_null(strstr(s.message, "connection failed"));
+  channel_closed = 0;
+  keel_grpc_channel_close(ch2, on_channel_closed, NULL);
+  run_until(&f, &channel_closed);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -625,6 +707,8 @@ int main(void) {
       cmocka_unit_test(test_graceful_shutdown),
       cmocka_unit_test(test_http1_same_port),
       cmocka_unit_test(test_http1_head_timeout),
+      cmocka_unit_test(test_limits_and_refusals),
+      cmocka_unit_test(test_connect_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
