@@ -65,6 +65,10 @@ case "$out" in
   *"unknown method DeleteRange for service etcdserverpb.KV"*) echo "ok   unknown method reaches etcdctl" ;;
   *) echo "FAIL unknown method: $out"; fail=1 ;;
 esac
+# A 1.6 MB value fits under the 2 MiB transport limit.
+head -c 1600000 /dev/zero | tr '\0' y >"$tmp/mid"
+check "etcdctl put 1.6 MB value" "OK" "$(ctl put mid <"$tmp/mid")"
+check "etcdctl get 1.6 MB value" "1600000" "$(ctl get mid --print-value-only | tr -d '\n' | wc -c)"
 # A value past the 2 MiB limit (etcdctl reads it from stdin): refused with
 # grpc-go's wording (etcdctl's own 2 MiB send limit may say it first).
 head -c 2200000 /dev/zero | tr '\0' x >"$tmp/big"
