@@ -695,6 +695,81 @@ static void test_connect_refused(void **state) {
   teardown(&f);
 }
 
+/* RST_STREAM from the client reaches the handler as on_close(CANCELED). */
+static void test_client_cancel(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  struct status_only s = {0};
+  keel_grpc_client_call *call;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Hang", 0, NULL,
+                                          &cbs, &s, &call),
+                   0);
+  keel_grpc_client_send(call, "x", 1);
+  keel_grpc_client_close_send(call);
+  struct keel_grpc_server_stats st;
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls < 1 && !f.watchdog_fired);
+  keel_grpc_client_cancel(call);
+  assert_true(s.done); /* reported from inside cancel */
+  assert_int_equal(s.code, KEEL_GRPC_CANCELLED);
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls > 0 && !f.watchdog_fired);
+  assert_int_equal(st.calls_canceled, 1);
+  teardown(&f);
+}
+
+/* An HTTP/2 connection with no stream open is closed after the idle
+ * timeout; the client sees its channel die. */
+static void test_h2_idle_timeout(void **state) {
+  (void)state;
+  struct keel_client_listener_config cfg;
+  keel_client_listener_config_default(&cfg);
+  cfg.idle_timeout_ms = 100;
+  struct fixture f;
+  setup_with(&f, &cfg);
+  struct unary_result r;
+  put(&f, "k", "v", &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  free(r.resp);
+  uint64_t t0 = uv_now(&f.loop);
+  while (keel_grpc_channel_state(f.ch) != KEEL_GRPC_CHANNEL_DEAD &&
+         !f.watchdog_fired)
+    uv_run(&f.loop, UV_RUN_ONCE);
+  assert_int_equal(keel_grpc_channel_state(f.ch), KEEL_GRPC_CHANNEL_DEAD);
+  assert_true(uv_now(&f.loop) - t0 >= 50);
+  struct keel_client_listener_stats st;
+  keel_client_listener_stats(f.l, &st);
+  assert_int_equal(st.timeouts, 1);
+  teardown(&f);
+}
+
+/* The HTTP/2 preface followed by garbage: the connection is closed (after
+ * nghttp2's GOAWAY), the server keeps serving others. */
+static void test_h2_garbage(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct http_client c;
+  http_exchange(&f,
+                "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                "\xff\xff\xff\x04\xff\x7f\x7f\x7f\x7fgarbage: a frame "
+                "longer than any SETTINGS_MAX_FRAME_SIZE",
+                &c);
+  assert_true(c.done);
+  struct unary_result r;
+  put(&f, "still", "up", &r);
+  assert_int_equal(r.code, KEEL_GRPC_OK);
+  free(r.resp);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -709,6 +784,9 @@ int main(void) {
       cmocka_unit_test(test_http1_head_timeout),
       cmocka_unit_test(test_limits_and_refusals),
       cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_client_cancel),
+      cmocka_unit_test(test_h2_idle_timeout),
+      cmocka_unit_test(test_h2_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

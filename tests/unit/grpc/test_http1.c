@@ -169,6 +169,51 @@ static void test_format_head(void **state) {
                    KEEL_ELIMIT);
 }
 
+/* Random and mutated input never crashes the parser and always gets an
+ * answer of the documented kinds (run under ASan in the sanitizer build). */
+static void test_random_input(void **state) {
+  (void)state;
+  struct keel_http1_limits l = lim();
+  l.max_request_line = 64;
+  l.max_head_bytes = 256;
+  const char *seed = "POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3"
+                     "\r\nConnection: close\r\n\r\nabc";
+  size_t seed_len = strlen(seed);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  char buf[512];
+  for (int iter = 0; iter < 50000; iter++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    size_t n;
+    if (iter % 2) {
+      n = x % sizeof(buf);
+      for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (char)(x & 0xff);
+      }
+    } else {
+      n = seed_len;
+      memcpy(buf, seed, n);
+      buf[x % n] = (char)(x >> 8); /* one mutated byte */
+      n = (size_t)(x >> 16) % (n + 1);
+    }
+    struct keel_http1_head h;
+    struct keel_http1_error e = {0};
+    int rc = keel_http1_parse_head(buf, n, &l, &h, &e);
+    if (rc < 0) {
+      assert_int_equal(rc, KEEL_EPARSE);
+      assert_true(e.status >= 400 && e.status <= 505);
+      assert_non_null(e.reason);
+    } else if (rc > 0) {
+      assert_true((size_t)rc <= n);
+      assert_true(h.path_len >= 1 && h.path[0] == '/');
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_simple_get),
@@ -177,6 +222,7 @@ int main(void) {
       cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_format_head),
+      cmocka_unit_test(test_random_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
