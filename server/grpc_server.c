@@ -59,6 +59,8 @@ struct keel_grpc_server {
   size_t n_methods, cap_methods;
   struct keel_grpc_server_stats stats;
   size_t n_conns;
+  keel_grpc_observer_fn observer;
+  void *observer_ud;
 };
 
 struct bytebuf {
@@ -76,8 +78,8 @@ struct keel_h2_conn {
   size_t n_calls;
   size_t send_buffered; /* sum of the attached calls' send queues */
   int busy, want_flush, notify_pending;
-  int done; /* on_done was called */
-  int goaway;
+  int done;   /* on_done was called */
+  int goaway; /* 0, 1 = notice + PING sent, 2 = final GOAWAY sent */
 };
 
 struct keel_grpc_call {
@@ -125,6 +127,7 @@ struct keel_grpc_call {
   int timer_inited;
   uv_timer_t timer;
   uint64_t deadline_at; /* uv_now() ms */
+  uint64_t started_ns;  /* uv_hrtime() at the request head */
   void *user;
 };
 
@@ -185,6 +188,8 @@ static char *dupn(const uint8_t *s, size_t n) {
 
 static void conn_flush(struct keel_h2_conn *c);
 static void call_maybe_free(keel_grpc_call *call);
+static void final_goaway(struct keel_h2_conn *c);
+#define GOAWAY_PING "keelbye!"
 
 static void conn_kick(struct keel_h2_conn *c) {
   if (c == NULL)
@@ -255,6 +260,12 @@ int keel_grpc_server_register(keel_grpc_server *srv,
   e->m.name = e->name;
   srv->n_methods++;
   return 0;
+}
+
+void keel_grpc_server_set_observer(keel_grpc_server *srv,
+                                   keel_grpc_observer_fn fn, void *ud) {
+  srv->observer = fn;
+  srv->observer_ud = ud;
 }
 
 void keel_grpc_server_stats(const keel_grpc_server *srv,
@@ -389,6 +400,11 @@ static void call_detach(keel_grpc_call *call) {
   if (call->next)
     call->next->prev = call->prev;
   c->n_calls--;
+  if (call->srv->observer)
+    call->srv->observer(
+        call->path,
+        call->status_queued ? call->status_code : KEEL_GRPC_CANCELLED,
+        (uv_hrtime() - call->started_ns) / 1000, call->srv->observer_ud);
   c->send_buffered -= buf_size(&call->sendq);
   buf_free(&call->sendq);
   call->conn = NULL;
@@ -760,6 +776,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   call->srv = c->srv;
   call->stream_id = frame->hd.stream_id;
+  call->started_ns = uv_hrtime();
   call->close_reason = KEEL_ESTOPPED;
   keel_grpc_decoder_init(&call->dec, c->srv->cfg.max_recv_msg_bytes);
   call_attach(c, call);
@@ -886,6 +903,11 @@ static void dispatch(struct keel_h2_conn *c, keel_grpc_call *call) {
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
                          void *ud) {
   struct keel_h2_conn *c = ud;
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+      c->goaway == 1 && memcmp(frame->ping.opaque_data, GOAWAY_PING, 8) == 0) {
+    final_goaway(c);
+    return 0;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   keel_grpc_call *call =
@@ -1122,13 +1144,31 @@ void keel_h2_conn_drained(struct keel_h2_conn *c) {
   conn_kick(c);
 }
 
+/* Graceful close in two steps (RFC 9113 section 6.8): a GOAWAY notice with
+ * the largest stream id plus a PING; when the PING comes back, every stream
+ * the client sent before seeing the notice has arrived, and the final
+ * GOAWAY names the last one. So no request racing the shutdown is refused.
+ * A client that never answers the PING is cut at the shutdown deadline. */
+static void final_goaway(struct keel_h2_conn *c) {
+  if (c->goaway >= 2)
+    return;
+  c->goaway = 2;
+  nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(c->ng),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+  conn_kick(c);
+}
+
 void keel_h2_conn_goaway(struct keel_h2_conn *c) {
   if (c->goaway || c->done)
     return;
   c->goaway = 1;
-  nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(c->ng),
-                        NGHTTP2_NO_ERROR, NULL, 0);
+  if (nghttp2_submit_shutdown_notice(c->ng) != 0 ||
+      nghttp2_submit_ping(c->ng, NGHTTP2_FLAG_NONE,
+                          (const uint8_t *)GOAWAY_PING) != 0) {
+    final_goaway(c);
+    return;
+  }
   conn_kick(c);
 }
 

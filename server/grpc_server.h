@@ -127,6 +127,16 @@ uint64_t keel_grpc_call_deadline_left(const keel_grpc_call *call);
 const char *keel_grpc_call_metadata(const keel_grpc_call *call,
                                     const char *name);
 
+/* Called once per request stream when it ends, for metrics: the method path
+ * as the client sent it (NULL if it sent none), the gRPC status sent, or
+ * CANCELLED when the stream ended without one (client reset, connection
+ * lost), and the time from the request head to the end in microseconds.
+ * It must not call into the transport. One observer; NULL removes it. */
+typedef void (*keel_grpc_observer_fn)(const char *method, int code,
+                                      uint64_t duration_us, void *ud);
+void keel_grpc_server_set_observer(keel_grpc_server *srv,
+                                   keel_grpc_observer_fn fn, void *ud);
+
 /* Counters for /metrics and tests. */
 struct keel_grpc_server_stats {
   uint64_t calls_started;

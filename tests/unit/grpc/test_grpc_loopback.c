@@ -181,10 +181,26 @@ static void test_unary_put_range(void **state) {
   teardown(&f);
 }
 
+struct observed {
+  int n;
+  char method[64];
+  int code;
+};
+
+static void observe(const char *method, int code, uint64_t us, void *ud) {
+  (void)us;
+  struct observed *o = ud;
+  o->n++;
+  snprintf(o->method, sizeof(o->method), "%s", method ? method : "(none)");
+  o->code = code;
+}
+
 static void test_unknown_method(void **state) {
   (void)state;
   struct fixture f;
   setup_with(&f, NULL);
+  struct observed o = {0};
+  keel_grpc_server_set_observer(keel_client_listener_grpc(f.l), observe, &o);
   struct unary_result r;
   unary(&f, "/etcdserverpb.KV/Nope", "", 0, 5000, &r);
   assert_int_equal(r.code, KEEL_GRPC_UNIMPLEMENTED);
@@ -193,6 +209,11 @@ static void test_unknown_method(void **state) {
   unary(&f, "/no.Such/Thing", "", 0, 5000, &r);
   assert_int_equal(r.code, KEEL_GRPC_UNIMPLEMENTED);
   assert_string_equal(r.message, "unknown service no.Such");
+  while (o.n < 2 && !f.watchdog_fired)
+    uv_run(&f.loop, UV_RUN_ONCE);
+  assert_int_equal(o.n, 2); /* the observer sees every stream end */
+  assert_string_equal(o.method, "/no.Such/Thing");
+  assert_int_equal(o.code, KEEL_GRPC_UNIMPLEMENTED);
   /* the connection is still good */
   put(&f, "k", "v", &r);
   assert_int_equal(r.code, KEEL_GRPC_OK);
