@@ -374,6 +374,42 @@ static void echo_http(keel_http_request *r, void *ud) {
   free(copy);
 }
 
+/* GET /later: answered from a timer callback (an asynchronous handler). */
+struct later_http {
+  uv_timer_t timer;
+  keel_http_request *req;
+};
+
+static void later_http_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void later_http_fire(uv_timer_t *t) {
+  struct later_http *lh = t->data;
+  static const char body[] = "later\n";
+  keel_http_respond(lh->req, 200, "text/plain", body, sizeof(body) - 1, NULL);
+  uv_close((uv_handle_t *)&lh->timer, later_http_closed);
+}
+
+static void later_http(keel_http_request *r, void *ud) {
+  struct grpc_scaffold *s = ud;
+  struct later_http *lh = calloc(1, sizeof(*lh));
+  lh->req = r;
+  uv_timer_init(s->loop, &lh->timer);
+  lh->timer.data = lh;
+  uv_timer_start(&lh->timer, later_http_fire, 10, 0);
+}
+
+/* GET /big: a 32 MiB body, for the slow-client (stall) timeout. */
+static void big_http(keel_http_request *r, void *ud) {
+  (void)ud;
+  size_t n = 32u * 1024 * 1024;
+  char *body = malloc(n);
+  memset(body, 'b', n);
+  keel_http_respond(r, 200, "application/octet-stream", body, n, NULL);
+  free(body);
+}
+
 int grpc_scaffold_register(struct grpc_scaffold *s, uv_loop_t *loop,
                            keel_client_listener *l) {
   memset(s, 0, sizeof(*s));
@@ -403,6 +439,10 @@ int grpc_scaffold_register(struct grpc_scaffold *s, uv_loop_t *loop,
   int rc = keel_client_listener_route(l, "GET", "/health", health, s);
   if (rc == 0)
     rc = keel_client_listener_route(l, "POST", "/echo", echo_http, s);
+  if (rc == 0)
+    rc = keel_client_listener_route(l, "GET", "/later", later_http, s);
+  if (rc == 0)
+    rc = keel_client_listener_route(l, "GET", "/big", big_http, s);
   return rc;
 }
 

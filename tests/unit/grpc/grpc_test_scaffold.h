@@ -15,7 +15,8 @@
  *                          as far as keel_grpc_call_writable() allows
  *   /keel.test.Echo/Hang   UNARY: never answers (deadline tests)
  *   /keel.test.Echo/Later  UNARY: answers its request after u32 ms
- * HTTP/1.1 routes: GET /health, POST /echo.
+ * HTTP/1.1 routes: GET /health, POST /echo, GET /later (answered 10 ms
+ * later, from a timer), GET /big (a 32 MiB body).
  */
 #ifndef GRPC_TEST_SCAFFOLD_H
 #define GRPC_TEST_SCAFFOLD_H

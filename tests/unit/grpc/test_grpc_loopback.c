@@ -607,6 +607,14 @@ static void test_http1_same_port(void **state) {
     print_message("response: %s\n", c.resp);
   assert_non_null(second);
   assert_non_null(strstr(second, "HTTP/1.1 200 OK"));
+  /* an asynchronous handler, then another request on the same connection */
+  http_exchange(&f,
+                "GET /later HTTP/1.1\r\n\r\n"
+                "GET /later HTTP/1.1\r\nConnection: close\r\n\r\n",
+                &c);
+  char *first = strstr(c.resp, "\r\n\r\nlater\n");
+  assert_non_null(first);
+  assert_non_null(strstr(first + 4, "\r\n\r\nlater\n"));
   http_exchange(&f, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n", &c);
   assert_non_null(strstr(c.resp, "HTTP/1.1 404 Not Found\r\n"));
   assert_non_null(strstr(c.resp, "not found: /nope"));
@@ -791,6 +799,43 @@ static void test_h2_garbage(void **state) {
   teardown(&f);
 }
 
+/* A client that asks for a big response and never reads it is closed after
+ * the stall timeout, instead of pinning the response in memory. */
+static void silent_written(uv_write_t *w, int status) {
+  (void)w;
+  (void)status;
+}
+static void silent_connected(uv_connect_t *req, int status) {
+  assert_int_equal(status, 0);
+  static const char get[] = "GET /big HTTP/1.1\r\n\r\n";
+  static uv_write_t wr;
+  uv_buf_t b = uv_buf_init((char *)get, sizeof(get) - 1);
+  uv_write(&wr, req->handle, &b, 1, silent_written);
+}
+
+static void test_stall_timeout(void **state) {
+  (void)state;
+  struct keel_client_listener_config cfg;
+  keel_client_listener_config_default(&cfg);
+  cfg.stall_timeout_ms = 200;
+  struct fixture f;
+  setup_with(&f, &cfg);
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  uv_tcp_init(&f.loop, &tcp);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", f.port, &a);
+  uv_tcp_connect(&conn, &tcp, (struct sockaddr *)&a, silent_connected);
+  struct keel_client_listener_stats st;
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_client_listener_stats(f.l, &st);
+  } while (st.timeouts == 0 && !f.watchdog_fired);
+  assert_int_equal(st.timeouts, 1);
+  uv_close((uv_handle_t *)&tcp, NULL);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -808,6 +853,7 @@ int main(void) {
       cmocka_unit_test(test_client_cancel),
       cmocka_unit_test(test_h2_idle_timeout),
       cmocka_unit_test(test_h2_garbage),
+      cmocka_unit_test(test_stall_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
