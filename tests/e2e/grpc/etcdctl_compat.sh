@@ -83,6 +83,27 @@ check "curl /health" '200 {"health":"true","reason":""}' \
 check "curl unknown path" "404" "$(curl -s -o /dev/null -w '%{http_code}' "http://$ep/nope")"
 check "curl POST /echo" "hello" "$(curl -s --data-binary hello "http://$ep/echo")"
 
+# curl speaking HTTP/2 (prior knowledge) on the same port: a gRPC message
+# with the compressed flag set is refused with grpc-go's status and text,
+# as a trailers-only response.
+printf '\x01\x00\x00\x00\x03abc' >"$tmp/compressed"
+hdrs=$(curl -s --http2-prior-knowledge -D - -o /dev/null \
+  -H 'content-type: application/grpc' -H 'te: trailers' \
+  --data-binary @"$tmp/compressed" "http://$ep/etcdserverpb.KV/Put" | tr -d '\r' || true)
+case "$hdrs" in
+  *"grpc-status: 13"*"grpc-message: grpc: compressed flag set with identity or empty encoding"*)
+    echo "ok   compressed flag refused (INTERNAL)" ;;
+  *) echo "FAIL compressed flag: $hdrs"; fail=1 ;;
+esac
+# A plain HTTP/2 request without the gRPC content-type: 415. It has no body
+# so that the request is complete when the answer comes: with a body still
+# on its way the server answers and then resets the stream with NO_ERROR
+# (RFC 9113 section 8.1, as grpc-go does), which curl 7.88 reports as a
+# stream error.
+code=$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
+  -X POST "http://$ep/etcdserverpb.KV/Put" || true)
+check "HTTP/2 without application/grpc gets 415" "415" "$code"
+
 # SIGTERM: graceful shutdown, exit 0.
 kill -TERM "$pid"
 set +e
