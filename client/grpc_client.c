@@ -492,10 +492,15 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id,
 static ssize_t data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *source, void *ud) {
-  (void)ng;
-  (void)stream_id;
+  (void)source;
   (void)ud;
-  keel_grpc_client_call *call = source->ptr;
+  /* Through the stream's user data, not source->ptr: a reported call is
+   * freed at once and its stream's pointer cleared, while its RST_STREAM may
+   * still be queued. */
+  keel_grpc_client_call *call =
+      nghttp2_session_get_stream_user_data(ng, stream_id);
+  if (call == NULL)
+    return NGHTTP2_ERR_DEFERRED;
   size_t have = buf_size(&call->sendq);
   size_t n = have < length ? have : length;
   if (n > 0)

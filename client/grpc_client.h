@@ -15,8 +15,8 @@
  *   keel_grpc_client_close_send (half-close: the server sees END_STREAM) ->
  *   on_message for each response message -> on_status exactly once, last.
  *   After on_status returns, the call is freed: do not touch it.
- *   keel_grpc_client_cancel ends it early (on_status(CANCELLED) is called
- *   from inside cancel); a deadline ends it with DEADLINE_EXCEEDED.
+ *   keel_grpc_client_cancel ends it early (on_status(CANCELLED)); a
+ *   deadline ends it with DEADLINE_EXCEEDED.
  *
  * Bounds: inbound message size (max_recv_msg_bytes, RESOURCE_EXHAUSTED past
  * it with grpc-go's wording), outbound message size, per-call send buffer,
@@ -106,8 +106,10 @@ size_t keel_grpc_client_writable(const keel_grpc_client_call *call);
 /* Half-close: END_STREAM after the queued messages. Idempotent. */
 int keel_grpc_client_close_send(keel_grpc_client_call *call);
 
-/* Cancels the call: RST_STREAM(CANCEL) to the server, then on_status(
- * CANCELLED, "canceled by the client") before this returns. */
+/* Cancels the call: RST_STREAM(CANCEL) to the server and on_status(
+ * CANCELLED, "canceled by the client") — before this returns, or, when
+ * called from inside a callback of the same channel, right after that
+ * callback returns. Either way the call must not be used afterwards. */
 void keel_grpc_client_cancel(keel_grpc_client_call *call);
 
 /* Stop / restart delivering messages. While paused, input is held and not

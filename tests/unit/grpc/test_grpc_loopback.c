@@ -836,6 +836,63 @@ static void test_stall_timeout(void **state) {
   teardown(&f);
 }
 
+/* Cancelling from inside on_message: the status comes right after the
+ * callback, nothing more is delivered, the server's stream handler is told
+ * and releases its call. */
+struct cancel_reader {
+  int received, done, code, after_done;
+};
+
+static void cr_msg(keel_grpc_client_call *call, const uint8_t *msg, size_t len,
+                   void *ud) {
+  (void)msg;
+  (void)len;
+  struct cancel_reader *c = ud;
+  if (c->done)
+    c->after_done++;
+  if (++c->received == 10) {
+    keel_grpc_client_cancel(call);
+    assert_false(c->done); /* deferred until this callback returns */
+  }
+}
+
+static void cr_status(keel_grpc_client_call *call, int code,
+                      const char *message, void *ud) {
+  (void)call;
+  (void)message;
+  struct cancel_reader *c = ud;
+  c->done = 1;
+  c->code = code;
+}
+
+static void test_cancel_in_callback(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct cancel_reader c = {0};
+  static const struct keel_grpc_client_callbacks cbs = {cr_msg, cr_status,
+                                                        NULL};
+  keel_grpc_client_call *call;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Flood", 0,
+                                          NULL, &cbs, &c, &call),
+                   0);
+  uint8_t req[8] = {0, 0x0f, 0x42, 0x40, 0, 0, 0x04, 0}; /* 1e6 x 1 KiB */
+  keel_grpc_client_send(call, req, 8);
+  keel_grpc_client_close_send(call);
+  run_until(&f, &c.done);
+  assert_int_equal(c.code, KEEL_GRPC_CANCELLED);
+  assert_int_equal(c.received, 10);
+  assert_int_equal(c.after_done, 0);
+  struct keel_grpc_server_stats st;
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls > 0 && !f.watchdog_fired);
+  assert_int_equal(st.active_calls, 0);
+  assert_int_equal(st.calls_canceled, 1);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -854,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_h2_idle_timeout),
       cmocka_unit_test(test_h2_garbage),
       cmocka_unit_test(test_stall_timeout),
+      cmocka_unit_test(test_cancel_in_callback),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
