@@ -110,6 +110,7 @@ struct lconn {
   int close_after_write, in_process, sent_continue;
   /* timestamps (uv_now ms) */
   uint64_t accepted_at, last_read, head_started, last_progress;
+  uint64_t idle_goaway_at; /* HTTP/2 idle: when GOAWAY was sent, else 0 */
 };
 
 static void conn_close(struct lconn *c);
@@ -615,8 +616,24 @@ static void sweep(uv_timer_t *t) {
       why = "idle";
     else if (c->mode == MODE_H2 && c->h2 &&
              keel_h2_conn_open_streams(c->h2) == 0 &&
-             now - c->last_read > cfg->idle_timeout_ms)
-      why = "idle";
+             now - c->last_read > cfg->idle_timeout_ms) {
+      /* As grpc-go's MaxConnectionIdle: a graceful GOAWAY, so a request
+       * racing it is not lost; a client that does not finish the goodbye
+       * within the head timeout is cut. */
+      if (c->idle_goaway_at == 0) {
+        l->stats.timeouts++;
+        c->idle_goaway_at = now;
+        keel_logf(KEEL_LOG_DEBUG, "net", "idle HTTP/2 connection: GOAWAY");
+        keel_h2_conn_goaway(c->h2);
+        continue;
+      }
+      if (now - c->idle_goaway_at > cfg->head_timeout_ms) {
+        keel_logf(KEEL_LOG_DEBUG, "net", "closing client connection: %s",
+                  "idle, GOAWAY not answered");
+        conn_close(c);
+      }
+      continue;
+    }
     if (why) {
       l->stats.timeouts++;
       keel_logf(KEEL_LOG_DEBUG, "net", "closing client connection: %s", why);
