@@ -59,6 +59,11 @@ case "$status" in
   "$ep, 5555666677778888, 3.4.0, 4.1 kB, true, false, 2, 3, 3, "*) echo "ok   etcdctl endpoint status" ;;
   *) echo "FAIL etcdctl endpoint status: $status"; fail=1 ;;
 esac
+out=$(ctl endpoint health)
+case "$out" in
+  "$ep is healthy: successfully committed proposal: took = "*) echo "ok   etcdctl endpoint health" ;;
+  *) echo "FAIL etcdctl endpoint health: $out"; fail=1 ;;
+esac
 # An API the scaffold does not serve: etcdctl shows the gRPC status.
 out=$(ctl del foo || true)
 case "$out" in
