@@ -893,6 +893,94 @@ static void test_cancel_in_callback(void **state) {
   teardown(&f);
 }
 
+/* Many connections with many concurrent calls each: every call completes,
+ * every handler call is released. */
+#define STRESS_CHANNELS 16
+#define STRESS_CALLS 64
+
+static int stress_done;
+static void stress_cb(int code, const char *message, const uint8_t *resp,
+                      size_t len, void *ud) {
+  (void)message;
+  (void)resp;
+  (void)len;
+  (void)ud;
+  assert_int_equal(code, KEEL_GRPC_OK);
+  stress_done++;
+}
+
+static void test_many_connections(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  keel_grpc_channel *chs[STRESS_CHANNELS];
+  Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+  req.key.data = (uint8_t *)"k";
+  req.key.len = 1;
+  req.value.data = (uint8_t *)"v";
+  req.value.len = 1;
+  uint8_t buf[32];
+  size_t n = etcdserverpb__put_request__pack(&req, buf);
+  stress_done = 0;
+  for (int i = 0; i < STRESS_CHANNELS; i++) {
+    assert_int_equal(
+        keel_grpc_channel_new(&f.loop, "127.0.0.1", f.port, NULL, &chs[i]), 0);
+    for (int j = 0; j < STRESS_CALLS; j++)
+      assert_int_equal(keel_grpc_client_unary(chs[i], "/etcdserverpb.KV/Put",
+                                              buf, n, 10000, stress_cb, NULL),
+                       0);
+  }
+  while (stress_done < STRESS_CHANNELS * STRESS_CALLS && !f.watchdog_fired)
+    uv_run(&f.loop, UV_RUN_ONCE);
+  assert_int_equal(stress_done, STRESS_CHANNELS * STRESS_CALLS);
+  assert_int_equal(f.scaffold.revision, 1 + STRESS_CHANNELS * STRESS_CALLS);
+  for (int i = 0; i < STRESS_CHANNELS; i++) {
+    channel_closed = 0;
+    keel_grpc_channel_close(chs[i], on_channel_closed, NULL);
+    run_until(&f, &channel_closed);
+  }
+  teardown(&f);
+}
+
+/* Closing a channel with calls open: each ends CANCELLED "channel closed";
+ * the server sees the connection go and releases its handler calls. */
+static void test_close_channel_with_calls(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  struct status_only a = {0}, b = {0};
+  keel_grpc_client_call *ca, *cb2;
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Hang", 0, NULL,
+                                          &cbs, &a, &ca),
+                   0);
+  keel_grpc_client_send(ca, "x", 1);
+  keel_grpc_client_close_send(ca);
+  assert_int_equal(keel_grpc_client_start(f.ch, "/keel.test.Echo/Echo", 0, NULL,
+                                          &cbs, &b, &cb2),
+                   0);
+  keel_grpc_client_send(cb2, "y", 1);
+  struct keel_grpc_server_stats st;
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls < 2 && !f.watchdog_fired);
+  channel_closed = 0;
+  keel_grpc_channel_close(f.ch, on_channel_closed, NULL);
+  f.ch = NULL;
+  assert_true(a.done && b.done);
+  assert_int_equal(a.code, KEEL_GRPC_CANCELLED);
+  assert_string_equal(b.message, "channel closed");
+  run_until(&f, &channel_closed);
+  do {
+    uv_run(&f.loop, UV_RUN_ONCE);
+    keel_grpc_server_stats(keel_client_listener_grpc(f.l), &st);
+  } while (st.active_calls > 0 && !f.watchdog_fired);
+  assert_int_equal(st.active_calls, 0);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -912,6 +1000,8 @@ int main(void) {
       cmocka_unit_test(test_h2_garbage),
       cmocka_unit_test(test_stall_timeout),
       cmocka_unit_test(test_cancel_in_callback),
+      cmocka_unit_test(test_many_connections),
+      cmocka_unit_test(test_close_channel_with_calls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
