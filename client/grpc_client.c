@@ -51,7 +51,10 @@ struct keel_grpc_channel {
   const struct cli_io_ops *io;
   uv_tcp_t tcp;
   uv_connect_t connect_req;
-  uv_timer_t connect_timer;
+  uv_timer_t connect_timer; /* connect timeout, then the keepalive tick */
+  uint64_t last_read;       /* uv_now() of the last bytes read */
+  uint64_t ping_sent_at;    /* 0 = no keepalive PING outstanding */
+  int ping_overdue;
   nghttp2_session *ng;
   enum keel_grpc_channel_state state;
   int error;
@@ -99,6 +102,8 @@ void keel_grpc_channel_config_default(struct keel_grpc_channel_config *c) {
   c->call_send_buffer_bytes = 1024 * 1024;
   c->max_calls = 1000;
   c->connect_timeout_ms = 5000;
+  c->keepalive_time_ms = 0;
+  c->keepalive_timeout_ms = 20000;
 }
 
 /* ---- buffers ---------------------------------------------------------- */
@@ -441,9 +446,17 @@ static void end_from_status(keel_grpc_client_call *call) {
   call_end(call, http_to_grpc(call->http_status), m);
 }
 
+#define KEEPALIVE_PING "keelping"
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
                          void *ud) {
-  (void)ud;
+  keel_grpc_channel *ch = ud;
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+      memcmp(frame->ping.opaque_data, KEEPALIVE_PING, 8) == 0) {
+    ch->ping_sent_at = 0;
+    ch->ping_overdue = 0;
+    return 0;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -648,6 +661,7 @@ static void ch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
                             : uv_strerror((int)nread));
     return;
   }
+  ch->last_read = uv_now(ch->loop);
   ch->busy = 1;
   ssize_t n = nghttp2_session_mem_recv(ch->ng, (const uint8_t *)buf->base,
                                        (size_t)nread);
@@ -664,6 +678,33 @@ static void ch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ch_flush(ch);
 }
 
+static void on_keepalive_tick(uv_timer_t *t) {
+  keel_grpc_channel *ch = t->data;
+  if (ch->state != KEEL_GRPC_CHANNEL_READY || ch->ng == NULL)
+    return;
+  uint64_t now = uv_now(ch->loop);
+  if (ch->ping_sent_at) {
+    /* Overdue is decided one tick later: an I/O poll runs between two
+     * ticks, so an ACK that arrived while this process was not scheduled
+     * is read before the channel is declared dead. */
+    if (now - ch->ping_sent_at >= ch->cfg.keepalive_timeout_ms) {
+      if (ch->ping_overdue)
+        ch_fail(ch, KEEL_ETIMEOUT, "keepalive timeout: no PING ACK");
+      else
+        ch->ping_overdue = 1;
+    }
+    return;
+  }
+  /* As grpc-go by default: no pings without open calls. */
+  if (ch->n_calls == 0 || now - ch->last_read < ch->cfg.keepalive_time_ms)
+    return;
+  if (nghttp2_submit_ping(ch->ng, NGHTTP2_FLAG_NONE,
+                          (const uint8_t *)KEEPALIVE_PING) == 0) {
+    ch->ping_sent_at = now ? now : 1;
+    ch_flush(ch);
+  }
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   keel_grpc_channel *ch = req->data;
   if (ch->state == KEEL_GRPC_CHANNEL_DEAD)
@@ -674,6 +715,14 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   ch->state = KEEL_GRPC_CHANNEL_READY;
+  ch->last_read = uv_now(ch->loop);
+  if (ch->cfg.keepalive_time_ms) {
+    uint64_t tick = ch->cfg.keepalive_time_ms < ch->cfg.keepalive_timeout_ms
+                        ? ch->cfg.keepalive_time_ms
+                        : ch->cfg.keepalive_timeout_ms;
+    tick = tick / 4 ? tick / 4 : 1;
+    uv_timer_start(&ch->connect_timer, on_keepalive_tick, tick, tick);
+  }
   uv_tcp_nodelay(&ch->tcp, 1);
   int rc = uv_read_start((uv_stream_t *)&ch->tcp, ch_alloc, ch_read);
   if (rc < 0) {
@@ -707,6 +756,8 @@ int keel_grpc_channel_new(uv_loop_t *loop, const char *host, int port,
     ch->cfg = *cfg;
   else
     keel_grpc_channel_config_default(&ch->cfg);
+  if (ch->cfg.keepalive_time_ms && ch->cfg.keepalive_timeout_ms == 0)
+    ch->cfg.keepalive_timeout_ms = 20000;
   ch->io = &tcp_ops;
   snprintf(ch->authority, sizeof(ch->authority),
            strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);

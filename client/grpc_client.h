@@ -43,6 +43,12 @@ struct keel_grpc_channel_config {
   size_t call_send_buffer_bytes; /* 1 MiB queued per call */
   uint32_t max_calls;            /* 1000 open calls per channel */
   uint64_t connect_timeout_ms;   /* 5000 */
+  /* Keepalive, as grpc-go's (etcdctl uses 2 s / 6 s): while calls are open
+   * and nothing was read for keepalive_time_ms, send a PING; no PING ACK
+   * within keepalive_timeout_ms ends the channel ("keepalive timeout"), so a
+   * watch on a silently dead connection learns it. 0 = off (default). */
+  uint64_t keepalive_time_ms;
+  uint64_t keepalive_timeout_ms; /* 20000 */
 };
 
 void keel_grpc_channel_config_default(struct keel_grpc_channel_config *c);

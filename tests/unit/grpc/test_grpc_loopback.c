@@ -981,6 +981,77 @@ static void test_close_channel_with_calls(void **state) {
   teardown(&f);
 }
 
+/* Keepalive: against a live server the PINGs are answered and a long call
+ * only ends by its deadline; against a peer that accepted the connection
+ * but never speaks, the call ends UNAVAILABLE "keepalive timeout". */
+static void mute_accept(uv_stream_t *server, int status) {
+  assert_int_equal(status, 0);
+  uv_tcp_t *c = malloc(sizeof(*c));
+  uv_tcp_init(server->loop, c);
+  assert_int_equal(uv_accept(server, (uv_stream_t *)c), 0);
+  server->data = c; /* never read from, never written to */
+}
+
+static void free_handle(uv_handle_t *h) {
+  free(h);
+}
+
+static void test_keepalive(void **state) {
+  (void)state;
+  struct fixture f;
+  setup_with(&f, NULL);
+  struct keel_grpc_channel_config cc;
+  keel_grpc_channel_config_default(&cc);
+  cc.keepalive_time_ms = 20;
+  cc.keepalive_timeout_ms = 300;
+  static const struct keel_grpc_client_callbacks cbs = {so_msg, so_status,
+                                                        NULL};
+  keel_grpc_channel *live;
+  assert_int_equal(
+      keel_grpc_channel_new(&f.loop, "127.0.0.1", f.port, &cc, &live), 0);
+  struct status_only s = {0};
+  keel_grpc_client_call *call;
+  assert_int_equal(keel_grpc_client_start(live, "/keel.test.Echo/Hang", 1000,
+                                          NULL, &cbs, &s, &call),
+                   0);
+  keel_grpc_client_send(call, "x", 1);
+  keel_grpc_client_close_send(call);
+  run_until(&f, &s.done);
+  assert_int_equal(s.code, KEEL_GRPC_DEADLINE_EXCEEDED);
+  channel_closed = 0;
+  keel_grpc_channel_close(live, on_channel_closed, NULL);
+  run_until(&f, &channel_closed);
+
+  uv_tcp_t mute;
+  uv_tcp_init(&f.loop, &mute);
+  mute.data = NULL;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  assert_int_equal(uv_tcp_bind(&mute, (struct sockaddr *)&a, 0), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&mute, 4, mute_accept), 0);
+  struct sockaddr_storage bound;
+  int blen = sizeof(bound);
+  uv_tcp_getsockname(&mute, (struct sockaddr *)&bound, &blen);
+  int mport = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  keel_grpc_channel *dead;
+  assert_int_equal(
+      keel_grpc_channel_new(&f.loop, "127.0.0.1", mport, &cc, &dead), 0);
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(keel_grpc_client_start(dead, "/keel.test.Echo/Hang", 0, NULL,
+                                          &cbs, &s, &call),
+                   0);
+  run_until(&f, &s.done);
+  assert_int_equal(s.code, KEEL_GRPC_UNAVAILABLE);
+  assert_non_null(strstr(s.message, "keepalive timeout"));
+  channel_closed = 0;
+  keel_grpc_channel_close(dead, on_channel_closed, NULL);
+  run_until(&f, &channel_closed);
+  if (mute.data)
+    uv_close((uv_handle_t *)mute.data, free_handle);
+  uv_close((uv_handle_t *)&mute, NULL);
+  teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary_put_range),
@@ -1002,6 +1073,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_in_callback),
       cmocka_unit_test(test_many_connections),
       cmocka_unit_test(test_close_channel_with_calls),
+      cmocka_unit_test(test_keepalive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
