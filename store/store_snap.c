@@ -36,8 +36,9 @@
 /* Restore commits this many bytes per LMDB txn (bounds dirty pages). */
 #define RESTORE_TXN_BYTES (64u * 1024 * 1024)
 
-static const int snap_dbs[] = {DB_META,   DB_KV_INDEX, DB_KV_KEY,
-                               DB_KV_REV, DB_LEASES,   DB_LEASE_KEYS};
+/* In ascending id order: restore checks tables come in this order. */
+static const int snap_dbs[] = {DB_KV_INDEX, DB_KV_KEY,     DB_KV_REV,
+                               DB_LEASES,   DB_LEASE_KEYS, DB_META};
 #define N_SNAP_DBS (sizeof(snap_dbs) / sizeof(snap_dbs[0]))
 
 static bool snap_db_known(int db) {
