@@ -69,9 +69,13 @@ struct store_options {
    * The LMDB map is 2 * quota + 64 MiB so that deletes, compaction and the
    * alarm itself still find room once the quota is passed. */
   uint64_t quota_bytes;
-  /* When true, apply commits do not fsync (the log does). A crash of the
-   * machine then loses recent applies, which are redone from the log; a
-   * crash of the process loses nothing. Default false: every commit syncs. */
+  /* Apply commits are redone from the log if lost, so by default they sync
+   * once (data pages, MDB_NOMETASYNC: the meta page reaches the disk with
+   * the next synced commit; the file stays consistent after a machine crash,
+   * which may only undo the latest applies). Log appends always sync fully.
+   * When true, apply commits do not fsync at all (MDB_NOSYNC): a process
+   * crash loses nothing, but a machine crash may corrupt the file (LMDB
+   * does not order the meta write then). Default false. */
   bool apply_nosync;
   /* Largest number of ops in one txn (all levels); 0 means
    * STORE_DEFAULT_MAX_TXN_OPS. */
