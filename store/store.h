@@ -519,15 +519,27 @@ int store_history_read(struct store *st, const uint8_t *key, size_t key_len,
 void store_history_free(struct store_history *h);
 
 /* HashKV. The hash is CRC-32C (Castagnoli, as etcd) over, in this order:
- * the compact revision (8 bytes big-endian), then every history record
- * stored with main revision <= revision, in (main, sub) order, each as
- * main(8) sub(8) type(1) create(8) version(8) lease(8) key_len(4) key
- * value_len(4) value, integers big-endian. Since compaction and every write
- * go through the log, two nodes at the same applied index give the same
- * hash. revision <= 0 means current. Errors: KEEL_ECOMPACTED,
- * KEEL_EFUTUREREV. */
+ * the compact revision C (8 bytes big-endian), then every history record
+ * with main revision <= revision that survives compaction at C (main > C,
+ * or the latest state of its key at C and not a deletion), in (main, sub)
+ * order, each as main(8) sub(8) type(1) create(8) version(8) lease(8)
+ * key_len(4) key value, integers big-endian (type 0 put, 1 delete; a delete
+ * has zeros and no value). Since compaction and every write go through the
+ * log, two nodes at the same applied index give the same hash, however far
+ * their physical compaction (store_compact_step) has gone. revision <= 0
+ * means current. Errors: KEEL_ECOMPACTED, KEEL_EFUTUREREV. */
 int store_hash_kv(struct store *st, int64_t revision, uint32_t *hash,
                   int64_t *compact_revision, int64_t *current_revision);
+
+/* Compaction is applied logically (STORE_REQ_COMPACTION: O(1), reads below
+ * fail at once); the history it makes garbage is deleted afterwards by this
+ * call, at most max_records records examined per call (0: 10,000), each call
+ * one write txn, so a huge compaction never needs one huge txn. The writer
+ * thread calls it when idle until it returns 0. Returns 1 if more remains,
+ * 0 when done, or an error (-EIO, KEEL_ENOSPACE, KEEL_ECORRUPT). Garbage is
+ * invisible to every read, HashKV and snapshot streams meanwhile; it only
+ * takes space (and quota) until removed. */
+int store_compact_step(struct store *st, size_t max_records);
 
 /* ------------------------------------------------------------------ */
 /* Leases (persistent side; the timers are store_lessor.h)             */
@@ -589,7 +601,8 @@ int store_defragment(struct store *st);
 
 /* Stream format (version 1): "KEELSNAP" u32 version u64 applied_index u64
  * applied_term, then records u8 db u32 klen u32 vlen key value (each DB of
- * the state machine in LMDB order), then an end record (db 0xFF) carrying
+ * the state machine in LMDB order, compaction garbage left out, so the
+ * bytes depend only on the applied log), then an end record (db 0xFF) carrying
  * u64 record count, then 32 bytes: SHA-256 of every byte before them.
  * Integers big-endian. */
 struct store_snapshot;

@@ -149,6 +149,16 @@ void keyrange_make(struct keyrange *r, const uint8_t *key, size_t key_len,
 bool keyrange_below_end(const struct keyrange *r, const uint8_t *k, size_t n);
 int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
 
+/* Garbage left by a logical compaction at `compact` (store_kv.c): a kv_key
+ * item or kv_rev record that is a tombstone or not the latest state of its
+ * key at compact. kc is a cursor on kv_key. */
+int store_kv_item_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
+                       MDB_cursor *kc, const MDB_val *k, const MDB_val *item,
+                       bool *dead);
+int store_kv_rec_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
+                      MDB_cursor *kc, const MDB_val *k, const MDB_val *d,
+                      bool *dead);
+
 uint32_t store_crc32c(uint32_t crc, const uint8_t *p, size_t n);
 
 #endif

@@ -1233,94 +1233,211 @@ static int do_alarm(struct wctx *w, const struct store_request *rq,
   return 0;
 }
 
-/* --- compaction
- * ---------------------------------------------------------------- */
+/* --- compaction ------------------------------------------------------------
+ */
 
-/* Drops every history record at or below rev that is not the latest state
- * of its key at rev, and tombstones at or below rev. */
-static int do_compact(struct wctx *w, int64_t rev) {
-  struct view *v = &w->v;
-  MDB_cursor *rc_cur, *kc;
-  int rc = mdb_cursor_open(v->txn, v->db->dbi[DB_KV_REV], &rc_cur);
-  if (rc != 0)
-    return store_mdb_err(rc);
-  if ((rc = mdb_cursor_open(v->txn, v->db->dbi[DB_KV_KEY], &kc)) != 0) {
-    mdb_cursor_close(rc_cur);
-    return store_mdb_err(rc);
+/* Compaction has two halves. Applying a compaction request is logical and
+ * O(1): it sets compact_rev, after which reads below it fail and every
+ * record at or below it that is not the latest state of its key there (or
+ * is a tombstone) is garbage. store_compact_step() then deletes garbage in
+ * bounded write txns (etcd too compacts in batches after the fact), so one
+ * huge compaction never needs one huge txn. Garbage is invisible: reads at
+ * revisions >= compact_rev never reach it, and HashKV and snapshot streams
+ * skip it, so they do not depend on how far the physical half has gone. */
+
+/* Is the kv_key item (main, sub|tombstone) of key garbage under compact? */
+static int item_dead(struct view *v, MDB_cursor *kc, const uint8_t *key,
+                     size_t klen, int64_t main, uint64_t sub_flags,
+                     bool *dead) {
+  *dead = false;
+  if (main > v->compact)
+    return 0;
+  if (sub_flags & REV_TOMBSTONE) {
+    *dead = true;
+    return 0;
   }
-  uint8_t pos[16] = {0};
+  uint8_t want[16];
+  revkey(want, v->compact + 1, 0);
+  MDB_val k = {klen, (void *)key}, item = {16, want};
+  int g = mdb_cursor_get(kc, &k, &item, MDB_GET_BOTH_RANGE);
+  if (g == 0)
+    g = mdb_cursor_get(kc, &k, &item, MDB_PREV_DUP);
+  else if (g == MDB_NOTFOUND) {
+    k.mv_size = klen;
+    k.mv_data = (void *)key;
+    g = mdb_cursor_get(kc, &k, &item, MDB_SET);
+    if (g == 0)
+      g = mdb_cursor_get(kc, &k, &item, MDB_LAST_DUP);
+  }
+  if (g != 0)
+    return g == MDB_NOTFOUND ? KEEL_ECORRUPT : store_mdb_err(g);
+  *dead = !((int64_t)be64_get(item.mv_data) == main &&
+            be64_get((uint8_t *)item.mv_data + 8) == sub_flags);
+  return 0;
+}
+
+/* Is the kv_rev record (k, d) garbage? */
+static int rec_dead(struct view *v, MDB_cursor *kc, const MDB_val *k,
+                    const MDB_val *d, bool *dead) {
+  *dead = false;
+  int64_t main = (int64_t)be64_get(k->mv_data);
+  if (main > v->compact)
+    return 0;
+  struct store_kv kv;
+  int type;
+  int rc = rec_decode(k, d, &kv, &type);
+  if (rc != 0)
+    return rc;
+  uint64_t sub = be64_get((uint8_t *)k->mv_data + 8);
+  if (type == STORE_EVENT_DELETE)
+    sub |= REV_TOMBSTONE;
+  return item_dead(v, kc, kv.key, kv.key_len, main, sub, dead);
+}
+
+int store_kv_item_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
+                       MDB_cursor *kc, const MDB_val *k, const MDB_val *item,
+                       bool *dead) {
+  struct view v = {.db = db, .txn = txn, .compact = compact};
+  if (item->mv_size != 16)
+    return KEEL_ECORRUPT;
+  return item_dead(&v, kc, k->mv_data, k->mv_size,
+                   (int64_t)be64_get(item->mv_data),
+                   be64_get((uint8_t *)item->mv_data + 8), dead);
+}
+
+int store_kv_rec_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
+                      MDB_cursor *kc, const MDB_val *k, const MDB_val *d,
+                      bool *dead) {
+  struct view v = {.db = db, .txn = txn, .compact = compact};
+  return rec_dead(&v, kc, k, d, dead);
+}
+
+int store_compact_step(struct store *st, size_t max_records) {
+  if (max_records == 0)
+    max_records = 10000;
+  struct store_db *db = st->db;
+  struct view v = {.db = db};
+  int rc = store_mdb_err(mdb_txn_begin(db->env, NULL, 0, &v.txn));
+  if (rc != 0)
+    return rc;
+  uint64_t x, pos_main = 0, pos_sub = 0;
+  if ((rc = meta_get_u64(db, v.txn, "compact_rev", &x)) == 0)
+    v.compact = (int64_t)x;
+  else if (rc != KEEL_ENOTFOUND)
+    goto fail;
+  MDB_val pk = {8, "phys_pos"}, pd;
+  int g = mdb_get(v.txn, db->dbi[DB_META], &pk, &pd);
+  if (g == 0 && pd.mv_size == 16) {
+    pos_main = be64_get(pd.mv_data);
+    pos_sub = be64_get((uint8_t *)pd.mv_data + 8);
+  } else if (g == MDB_NOTFOUND) {
+    pos_main = (uint64_t)v.compact + 1; /* never compacted */
+  }
+  if ((int64_t)pos_main > v.compact) {
+    mdb_txn_abort(v.txn);
+    return 0; /* nothing left */
+  }
+  MDB_cursor *rcur, *kc;
+  if ((g = mdb_cursor_open(v.txn, db->dbi[DB_KV_REV], &rcur)) != 0) {
+    rc = store_mdb_err(g);
+    goto fail;
+  }
+  if ((g = mdb_cursor_open(v.txn, db->dbi[DB_KV_KEY], &kc)) != 0) {
+    mdb_cursor_close(rcur);
+    rc = store_mdb_err(g);
+    goto fail;
+  }
+  uint8_t pos[16];
+  be64_put(pos, pos_main);
+  be64_put(pos + 8, pos_sub);
   MDB_val k = {16, pos}, d;
-  int r = mdb_cursor_get(rc_cur, &k, &d, MDB_SET_RANGE);
-  while (r == 0) {
+  size_t seen = 0;
+  rc = 0;
+  bool more = false;
+  g = mdb_cursor_get(rcur, &k, &d, MDB_SET_RANGE);
+  while (g == 0) {
     if (k.mv_size != 16) {
-      r = MDB_CORRUPTED;
+      rc = KEEL_ECORRUPT;
       break;
     }
-    int64_t main = (int64_t)be64_get(k.mv_data);
-    if (main > rev)
+    if ((int64_t)be64_get(k.mv_data) > v.compact)
       break;
     memcpy(pos, k.mv_data, 16);
-    struct store_kv kv;
-    int type;
-    if ((rc = rec_decode(&k, &d, &kv, &type)) != 0)
-      break;
-    /* latest item of this key at or below rev */
-    uint8_t want[16];
-    revkey(want, rev + 1, 0);
-    MDB_val key = {kv.key_len, (void *)kv.key}, item = {16, want};
-    int g = mdb_cursor_get(kc, &key, &item, MDB_GET_BOTH_RANGE);
-    if (g == 0)
-      g = mdb_cursor_get(kc, &key, &item, MDB_PREV_DUP);
-    else if (g == MDB_NOTFOUND) {
-      key.mv_size = kv.key_len;
-      key.mv_data = (void *)kv.key;
-      g = mdb_cursor_get(kc, &key, &item, MDB_SET);
-      if (g == 0)
-        g = mdb_cursor_get(kc, &key, &item, MDB_LAST_DUP);
-    }
-    if (g != 0) {
-      r = g == MDB_NOTFOUND ? MDB_CORRUPTED : g;
+    if (seen == max_records) {
+      more = true; /* pos: the first record not examined */
       break;
     }
-    bool latest = memcmp(item.mv_data, pos, 8) == 0 &&
-                  (be64_get((uint8_t *)item.mv_data + 8) & ~REV_TOMBSTONE) ==
-                      be64_get(pos + 8);
-    bool drop = !latest || type == STORE_EVENT_DELETE;
-    if (drop) {
-      /* delete the kv_key item (exact), then the record */
-      uint8_t it[16];
+    seen++;
+    bool dead;
+    if ((rc = rec_dead(&v, kc, &k, &d, &dead)) != 0)
+      break;
+    if (dead) {
+      struct store_kv kv;
+      int type;
+      if ((rc = rec_decode(&k, &d, &kv, &type)) != 0)
+        break;
+      uint8_t it[16], keycopy[STORE_KEY_MAX];
+      if (kv.key_len > STORE_KEY_MAX) {
+        rc = KEEL_ECORRUPT;
+        break;
+      }
       memcpy(it, pos, 16);
       if (type == STORE_EVENT_DELETE)
         be64_put(it + 8, be64_get(pos + 8) | REV_TOMBSTONE);
-      uint8_t keycopy[STORE_KEY_MAX];
-      if (kv.key_len > STORE_KEY_MAX) {
-        r = MDB_CORRUPTED;
+      memcpy(keycopy, kv.key, kv.key_len);
+      MDB_val kk = {kv.key_len, keycopy}, iv = {16, it}, rk = {16, pos};
+      if ((g = mdb_del(v.txn, db->dbi[DB_KV_KEY], &kk, &iv)) != 0 ||
+          (g = mdb_del(v.txn, db->dbi[DB_KV_REV], &rk, NULL)) != 0) {
+        rc = store_mdb_err(g);
         break;
       }
-      memcpy(keycopy, kv.key, kv.key_len);
-      MDB_val kk = {kv.key_len, keycopy}, iv = {16, it};
-      if ((r = mdb_del(v->txn, v->db->dbi[DB_KV_KEY], &kk, &iv)) != 0)
-        break;
-      MDB_val rk = {16, pos};
-      if ((r = mdb_del(v->txn, v->db->dbi[DB_KV_REV], &rk, NULL)) != 0)
-        break;
     }
-    /* continue after pos */
-    uint8_t next[16];
-    memcpy(next, pos, 16);
-    be64_put(next + 8, be64_get(pos + 8) + 1);
+    /* continue after pos (reposition: deletes move the cursor) */
+    be64_put(pos + 8, be64_get(pos + 8) + 1);
     k.mv_size = 16;
-    k.mv_data = next;
-    r = mdb_cursor_get(rc_cur, &k, &d, MDB_SET_RANGE);
+    k.mv_data = pos;
+    g = mdb_cursor_get(rcur, &k, &d, MDB_SET_RANGE);
   }
-  mdb_cursor_close(rc_cur);
+  mdb_cursor_close(rcur);
   mdb_cursor_close(kc);
+  if (rc == 0 && g != 0 && g != MDB_NOTFOUND)
+    rc = store_mdb_err(g);
   if (rc != 0)
-    return rc;
-  if (r != 0 && r != MDB_NOTFOUND)
-    return store_mdb_err(r);
+    goto fail;
+  if (!more) {
+    be64_put(pos, (uint64_t)v.compact + 1);
+    be64_put(pos + 8, 0);
+  }
+  MDB_val nd = {16, pos};
+  if ((g = mdb_put(v.txn, db->dbi[DB_META], &pk, &nd, 0)) != 0) {
+    rc = store_mdb_err(g);
+    goto fail;
+  }
+  /* redone after a crash if lost: sync like an apply commit */
+  unsigned relax = st->opts.apply_nosync ? MDB_NOSYNC : MDB_NOMETASYNC;
+  mdb_env_set_flags(db->env, relax, 1);
+  g = mdb_txn_commit(v.txn);
+  mdb_env_set_flags(db->env, relax, 0);
+  if (g != 0)
+    return store_mdb_err(g);
+  return more ? 1 : 0;
+fail:
+  mdb_txn_abort(v.txn);
+  return rc;
+}
+
+/* The logical half, at apply: O(1). */
+static int do_compact(struct wctx *w, int64_t rev) {
+  struct view *v = &w->v;
   w->v.compact = rev;
   w->compacted = true;
+  /* the physical half restarts from the beginning: survivors of earlier
+   * compactions may be garbage now */
+  uint8_t zero[16] = {0};
+  MDB_val pk = {8, "phys_pos"}, pd = {16, zero};
+  int rc = mdb_put(v->txn, v->db->dbi[DB_META], &pk, &pd, 0);
+  if (rc != 0)
+    return store_mdb_err(rc);
   return meta_put_u64(v->db, v->txn, "compact_rev", (uint64_t)rev);
 }
 
@@ -1784,15 +1901,29 @@ int store_hash_kv(struct store *st, int64_t revision, uint32_t *hash,
     store_read_end(st, v.db, v.txn);
     return store_mdb_err(rc);
   }
+  MDB_cursor *kc;
+  if ((rc = mdb_cursor_open(v.txn, v.db->dbi[DB_KV_KEY], &kc)) != 0) {
+    mdb_cursor_close(cur);
+    store_read_end(st, v.db, v.txn);
+    return store_mdb_err(rc);
+  }
   MDB_val k, d;
   int g = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
   while (g == 0 && k.mv_size == 16 && (int64_t)be64_get(k.mv_data) <= rev) {
-    h = store_crc32c(h, k.mv_data, 16);
-    h = store_crc32c(h, d.mv_data, d.mv_size);
+    bool dead;
+    if ((rc = rec_dead(&v, kc, &k, &d, &dead)) != 0)
+      break;
+    if (!dead) {
+      h = store_crc32c(h, k.mv_data, 16);
+      h = store_crc32c(h, d.mv_data, d.mv_size);
+    }
     g = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
   }
+  mdb_cursor_close(kc);
   mdb_cursor_close(cur);
   store_read_end(st, v.db, v.txn);
+  if (rc != 0)
+    return rc;
   if (g != 0 && g != MDB_NOTFOUND)
     return store_mdb_err(g);
   *hash = h;

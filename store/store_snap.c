@@ -53,6 +53,8 @@ struct store_snapshot {
   struct store_db *db;
   MDB_txn *txn;
   MDB_cursor *cur;
+  MDB_cursor *kc; /* on kv_key, for garbage checks */
+  int64_t compact;
   size_t db_pos; /* index into snap_dbs */
   bool cur_started;
   int phase; /* 0 header, 1 records, 2 end record, 3 trailer, 4 done */
@@ -101,6 +103,14 @@ int store_snapshot_open(struct store *st, struct store_snapshot **out) {
     s->index = v;
   if (meta_get_u64(s->db, s->txn, "applied_term", &v) == 0)
     s->term = v;
+  if (meta_get_u64(s->db, s->txn, "compact_rev", &v) == 0)
+    s->compact = (int64_t)v;
+  if ((rc = mdb_cursor_open(s->txn, s->db->dbi[DB_KV_KEY], &s->kc)) != 0) {
+    store_read_end(st, s->db, s->txn);
+    EVP_MD_CTX_free(s->sha);
+    free(s);
+    return store_mdb_err(rc);
+  }
   *out = s;
   return 0;
 }
@@ -153,6 +163,21 @@ static int snap_next(struct store_snapshot *s) {
       }
       if (g != 0)
         return store_mdb_err(g);
+      /* Skip what is not state: compaction garbage (the physical half may
+       * not have run yet) and its progress marker. */
+      int dbid = snap_dbs[s->db_pos];
+      bool skip = false;
+      if (dbid == DB_META)
+        skip = k.mv_size == 8 && memcmp(k.mv_data, "phys_pos", 8) == 0;
+      else if (dbid == DB_KV_KEY)
+        rc =
+            store_kv_item_dead(s->db, s->txn, s->compact, s->kc, &k, &d, &skip);
+      else if (dbid == DB_KV_REV)
+        rc = store_kv_rec_dead(s->db, s->txn, s->compact, s->kc, &k, &d, &skip);
+      if (rc != 0)
+        return rc;
+      if (skip)
+        continue;
       size_t n = SNAP_REC_HDR + k.mv_size + d.mv_size;
       if ((rc = pend_reserve(s, n)) != 0)
         return rc;
@@ -224,6 +249,8 @@ int store_snapshot_read(struct store_snapshot *s, uint8_t *buf, size_t cap,
     if (s->cur)
       mdb_cursor_close(s->cur);
     s->cur = NULL;
+    mdb_cursor_close(s->kc);
+    s->kc = NULL;
     store_read_end(s->st, s->db, s->txn);
     s->txn = NULL;
   }
@@ -241,6 +268,8 @@ void store_snapshot_close(struct store_snapshot *s) {
     return;
   if (s->cur)
     mdb_cursor_close(s->cur);
+  if (s->kc)
+    mdb_cursor_close(s->kc);
   if (s->txn)
     store_read_end(s->st, s->db, s->txn);
   EVP_MD_CTX_free(s->sha);
