@@ -609,8 +609,10 @@ static int hs_put(struct store_db *db, MDB_txn *txn,
   return state_put(db, txn, "hard_state", b, 24);
 }
 
-int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
-                     const struct store_hard_state *hs) {
+int store_log_append_txn(struct store *st, MDB_txn *txn,
+                         const struct store_entry *ents, size_t n,
+                         const struct store_hard_state *hs,
+                         uint64_t *new_last) {
   struct store_db *db = st->db;
   struct store_cache c = st->cache; /* writer thread: no race */
   for (size_t i = 1; i < n; i++)
@@ -625,10 +627,7 @@ int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
                (unsigned long long)c.log_last);
     return -EINVAL;
   }
-  MDB_txn *txn;
-  int rc = store_mdb_err(mdb_txn_begin(db->env, NULL, 0, &txn));
-  if (rc != 0)
-    return rc;
+  int rc;
   uint64_t last = c.log_last;
   uint8_t kb[8];
   MDB_val k = {8, kb}, d;
@@ -636,14 +635,10 @@ int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
   while (i0 < n && ents[i0].index <= last) {
     be64_put(kb, ents[i0].index);
     rc = mdb_get(txn, db->dbi[DB_RAFT_LOG], &k, &d);
-    if (rc != 0) {
-      rc = store_mdb_err(rc);
-      goto fail;
-    }
-    if (d.mv_size < 12) {
-      rc = KEEL_ECORRUPT;
-      goto fail;
-    }
+    if (rc != 0)
+      return store_mdb_err(rc);
+    if (d.mv_size < 12)
+      return KEEL_ECORRUPT;
     if (be64_get(d.mv_data) != ents[i0].term)
       break;
     i0++;
@@ -657,14 +652,11 @@ int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
                  "log append would replace committed entries",
                  "from=%llu commit=%llu", (unsigned long long)from,
                  (unsigned long long)commit);
-      rc = -EINVAL;
-      goto fail;
+      return -EINVAL;
     }
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, db->dbi[DB_RAFT_LOG], &cur)) != 0) {
-      rc = store_mdb_err(rc);
-      goto fail;
-    }
+    if ((rc = mdb_cursor_open(txn, db->dbi[DB_RAFT_LOG], &cur)) != 0)
+      return store_mdb_err(rc);
     /* Reposition after each delete: simple, and truncation is rare. */
     int r;
     for (;;) {
@@ -677,20 +669,18 @@ int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
         break;
     }
     mdb_cursor_close(cur);
-    if (r != MDB_NOTFOUND) {
-      rc = store_mdb_err(r);
-      goto fail;
-    }
+    if (r != MDB_NOTFOUND)
+      return store_mdb_err(r);
     last = from - 1;
   }
   for (size_t i = i0; i < n; i++) {
     be64_put(kb, ents[i].index);
+    k.mv_size = 8;
+    k.mv_data = kb;
     d.mv_size = 12 + ents[i].len;
     if ((rc = mdb_put(txn, db->dbi[DB_RAFT_LOG], &k, &d,
-                      MDB_APPEND | MDB_RESERVE)) != 0) {
-      rc = store_mdb_err(rc);
-      goto fail;
-    }
+                      MDB_APPEND | MDB_RESERVE)) != 0)
+      return store_mdb_err(rc);
     uint8_t *p = d.mv_data;
     be64_put(p, ents[i].term);
     be32_put(p + 8, ents[i].type);
@@ -699,18 +689,35 @@ int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
     last = ents[i].index;
   }
   if (hs != NULL && (rc = hs_put(db, txn, hs)) != 0)
-    goto fail;
-  if ((rc = mdb_txn_commit(txn)) != 0)
-    return store_mdb_err(rc);
+    return rc;
+  *new_last = last;
+  return 0;
+}
+
+void store_log_appended(struct store *st, uint64_t last,
+                        const struct store_hard_state *hs) {
   pthread_mutex_lock(&st->mu);
   st->cache.log_last = last;
   if (hs != NULL)
     st->cache.hs_commit = hs->commit;
   pthread_mutex_unlock(&st->mu);
+}
+
+int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
+                     const struct store_hard_state *hs) {
+  MDB_txn *txn;
+  int rc = store_mdb_err(mdb_txn_begin(st->db->env, NULL, 0, &txn));
+  if (rc != 0)
+    return rc;
+  uint64_t last;
+  if ((rc = store_log_append_txn(st, txn, ents, n, hs, &last)) != 0) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  if ((rc = mdb_txn_commit(txn)) != 0)
+    return store_mdb_err(rc);
+  store_log_appended(st, last, hs);
   return 0;
-fail:
-  mdb_txn_abort(txn);
-  return rc;
 }
 
 int store_log_save_hard_state(struct store *st,

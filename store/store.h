@@ -438,6 +438,14 @@ struct store_meta_write {
 struct store_apply_batch {
   const struct store_apply_entry *entries;
   size_t n;
+  /* Optional: entries to append to the raft log and a hard state to save
+   * in the same txn (store_log_append's rules), so a disk thread turn that
+   * both persists and applies pays one commit. With these the commit syncs
+   * fully (the append must be durable); without, an apply commit syncs
+   * once (see store_options.apply_nosync). */
+  const struct store_entry *append;
+  size_t n_append;
+  const struct store_hard_state *hard_state;
   /* If not NULL, saved as the applied conf state in the same txn. */
   const struct store_conf_state *conf;
   const struct store_meta_write *meta;
@@ -462,7 +470,8 @@ struct store_apply_result {
  * the same state and responses on every node. A request that fails (key
  * missing for ignore_value, lease not found, NOSPACE alarm active for a
  * write, compacted revision ...) gets its error in its response and changes
- * nothing. Errors of the call itself: -EINVAL, KEEL_ENOSPACE (the LMDB map is
+ * nothing. Entries already applied get KEEL_EEXIST in their response.
+ * Errors of the call itself: -EINVAL, KEEL_ENOSPACE (the LMDB map is
  * full: nothing applied; the node must stop applying), -EIO, -ENOMEM. On
  * error out is zeroed and nothing was applied. */
 int store_apply(struct store *st, const struct store_apply_batch *batch,

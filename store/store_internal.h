@@ -119,6 +119,14 @@ int meta_put_u64(struct store_db *db, MDB_txn *txn, const char *name,
                  uint64_t v);
 int store_load_cache(struct store_db *db, MDB_txn *txn, struct store_cache *c);
 
+/* Log append inside the caller's write txn (store.c); store_log_appended()
+ * publishes the new shape once that txn has committed. */
+int store_log_append_txn(struct store *st, MDB_txn *txn,
+                         const struct store_entry *ents, size_t n,
+                         const struct store_hard_state *hs, uint64_t *new_last);
+void store_log_appended(struct store *st, uint64_t last,
+                        const struct store_hard_state *hs);
+
 /* conf state encoding (meta "conf") */
 size_t conf_encode(const struct store_conf_state *cs, uint8_t *buf);
 int conf_decode(const uint8_t *p, size_t n, struct store_conf_state *cs);

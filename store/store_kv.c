@@ -1592,6 +1592,12 @@ int store_apply(struct store *st, const struct store_apply_batch *batch,
     return rc;
   }
   uint64_t applied = c.applied_index, term = c.applied_term;
+  bool appended = batch->n_append > 0 || batch->hard_state != NULL;
+  uint64_t log_last = 0;
+  if (appended &&
+      (rc = store_log_append_txn(st, w.v.txn, batch->append, batch->n_append,
+                                 batch->hard_state, &log_last)) != 0)
+    goto fail;
   for (size_t i = 0; i < batch->n; i++) {
     struct store_response *resp = &out->responses[i];
     if (i < i0) {
@@ -1636,14 +1642,20 @@ int store_apply(struct store *st, const struct store_apply_batch *batch,
    * page; the next synced commit flushes it) and keeps the file consistent
    * after a machine crash. apply_nosync drops the data fsync too. */
   unsigned relax = st->opts.apply_nosync ? MDB_NOSYNC : MDB_NOMETASYNC;
-  mdb_env_set_flags(db->env, relax, 1);
+  if (appended)
+    relax = 0; /* the log append must be durable: full sync */
+  if (relax)
+    mdb_env_set_flags(db->env, relax, 1);
   rc = mdb_txn_commit(w.v.txn);
-  mdb_env_set_flags(db->env, relax, 0);
+  if (relax)
+    mdb_env_set_flags(db->env, relax, 0);
   w.v.txn = NULL;
   if (rc != 0) {
     rc = store_mdb_err(rc);
     goto fail;
   }
+  if (appended)
+    store_log_appended(st, log_last, batch->hard_state);
   pthread_mutex_lock(&st->mu);
   st->cache.applied_index = applied;
   st->cache.applied_term = term;

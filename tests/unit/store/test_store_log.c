@@ -191,12 +191,49 @@ static void test_apply_index_rules(void **state) {
   assert_int_equal(ai, 3);
 }
 
+/* Append, hard state and apply in one txn: all or nothing. */
+static void test_append_with_apply(void **state) {
+  struct fx *f = *state;
+  struct store_entry e[2];
+  mk(&e[0], 1, 1, "x");
+  mk(&e[1], 2, 1, "y");
+  struct store_request rq = {.type = STORE_REQ_PUT};
+  rq.u.put.key = (const uint8_t *)"k";
+  rq.u.put.key_len = 1;
+  struct store_apply_entry ae[2] = {{.index = 1, .term = 1, .req = &rq},
+                                    {.index = 2, .term = 1}};
+  struct store_hard_state hs = {.term = 1, .commit = 2};
+  struct store_apply_batch b = {
+      .entries = ae, .n = 2, .append = e, .n_append = 2, .hard_state = &hs};
+  struct store_apply_result r;
+  assert_int_equal(store_apply(f->st, &b, &r), 0);
+  store_apply_result_free(&r);
+  assert_int_equal(store_log_last_index(f->st), 2);
+  uint64_t ai, at;
+  store_applied(f->st, &ai, &at);
+  assert_int_equal(ai, 2);
+  /* a bad append (gap) fails the whole batch: nothing applied */
+  struct store_entry g;
+  mk(&g, 7, 1, "gap");
+  ae[0].index = 3;
+  b.n = 1;
+  b.append = &g;
+  b.n_append = 1;
+  assert_int_equal(store_apply(f->st, &b, &r), -EINVAL);
+  store_applied(f->st, &ai, &at);
+  assert_int_equal(ai, 2);
+  int64_t cur;
+  store_revisions(f->st, &cur, NULL);
+  assert_int_equal(cur, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
       cmocka_unit_test_setup_teardown(test_conflicting_suffix, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compact_and_reopen, setup, teardown),
       cmocka_unit_test_setup_teardown(test_apply_index_rules, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_append_with_apply, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
