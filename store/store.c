@@ -1060,8 +1060,11 @@ int store_size(struct store *st, struct store_size *out) {
     MDB_val k, d;
     int r = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
     while (r == 0) {
-      if (d.mv_size >= sizeof(size_t))
-        free_pages += *(size_t *)d.mv_data; /* first word: count */
+      if (d.mv_size >= sizeof(size_t)) { /* first word: the count */
+        size_t cnt;
+        memcpy(&cnt, d.mv_data, sizeof(cnt)); /* may be unaligned */
+        free_pages += cnt;
+      }
       r = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
     }
     mdb_cursor_close(cur);
