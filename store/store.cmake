@@ -7,7 +7,10 @@ add_library(keel_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
   ${CMAKE_CURRENT_LIST_DIR}/store_kv.c
   ${CMAKE_CURRENT_LIST_DIR}/store_snap.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_lessor.c)
+  ${CMAKE_CURRENT_LIST_DIR}/store_lessor.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_watch.c)
 target_include_directories(keel_store PUBLIC ${CMAKE_CURRENT_LIST_DIR})
-target_link_libraries(keel_store PUBLIC keel_common keel::lmdb
+# keel_watch (the hub, no LMDB) for store_watch.h: the store implements the
+# hub's history callback.
+target_link_libraries(keel_store PUBLIC keel_common keel_watch keel::lmdb
                       PRIVATE PkgConfig::libcrypto Threads::Threads)

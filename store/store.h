@@ -507,7 +507,8 @@ void store_range_result_free(struct store_range_result *r);
 /* History for watch catch-up: the events with from_rev <= mod_revision <
  * to_rev (to_rev 0: up to the current revision) on keys in [key, range_end)
  * (etcd range rules). A chunk ends on a revision boundary after max_events
- * events or max_bytes of keys and values (a single revision is never split,
+ * events or max_bytes of keys and values, prev_kv included (a single
+ * revision is never split,
  * so one revision may pass the bounds; a txn is bounded by max_txn_ops).
  * with_prev fills prev_kv from the key's previous revision (has_prev 0 if
  * that was compacted away or the key did not exist). *next_rev is where to

@@ -1855,6 +1855,8 @@ int store_history_read(struct store *st, const uint8_t *key, size_t key_len,
       if ((rc = kv_own(&a, &ev->kv, false)) != 0)
         goto done;
       bytes += kv.key_len + kv.value_len;
+      if (ev->has_prev)
+        bytes += ev->prev_kv.key_len + ev->prev_kv.value_len;
     }
     g = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
   }
