@@ -51,6 +51,8 @@ int store_mdb_err(int rc) {
     return KEEL_EVERSION;
   case MDB_READERS_FULL:
     return KEEL_EBUSY;
+  case MDB_BAD_VALSIZE: /* a key past LMDB's limit: the caller's input */
+    return KEEL_ETOOLARGE;
   case ENOMEM:
     return -ENOMEM;
   case ENOSPC:
@@ -565,7 +567,15 @@ int store_open(const char *dir, const struct store_options *opts,
     remove_stale(st, fresh ? 0 : gen);
     char path[4096];
     store_gen_path(st, gen, path, sizeof(path));
-    rc = store_db_open(st, path, gen, &st->db);
+    struct stat sb;
+    if (!fresh && stat(path, &sb) != 0) {
+      /* LMDB would create an empty file: a lost store must not look new */
+      keel_logkv(KEEL_LOG_ERROR, "store", "the file CURRENT names is missing",
+                 "path=%s", path);
+      rc = KEEL_ECORRUPT;
+    } else {
+      rc = store_db_open(st, path, gen, &st->db);
+    }
     if (rc == 0 && fresh)
       rc = store_set_current(st, gen);
   }

@@ -337,6 +337,8 @@ static int range_exec(struct view *v, const struct store_range_req *req,
   out->revision = v->rev;
   if (req->key_len == 0)
     return -EINVAL;
+  if (req->key_len > STORE_KEY_MAX)
+    return KEEL_ETOOLARGE;
   if (req->limit < 0 || (unsigned)req->sort_order > STORE_SORT_DESCEND ||
       (unsigned)req->sort_target > STORE_SORT_VALUE)
     return -EINVAL;
@@ -488,6 +490,8 @@ static int check_ops(const struct store_request_op *ops, size_t n,
     } else if (op->type == STORE_OP_RANGE) {
       if (op->u.range.key_len == 0)
         return -EINVAL;
+      if (op->u.range.key_len > STORE_KEY_MAX)
+        return KEEL_ETOOLARGE;
     } else if (op->type == STORE_OP_PUT) {
       const struct store_put_req *p = &op->u.put;
       if (p->key_len == 0)

@@ -136,6 +136,49 @@ static void test_revisions_start_at_etcds(void **state) {
   store_apply_result_free(&res);
   store_revisions(f->st, &cur, &comp);
   assert_int_equal(cur, 2);
+  /* an over-long key in a txn's range or compare is the request's error,
+   * never a failure of the batch (which would stop the node applying) */
+  struct store_request_op rop = {.type = STORE_OP_RANGE};
+  rop.u.range.key = big;
+  rop.u.range.key_len = sizeof(big);
+  struct store_request tx = {.type = STORE_REQ_TXN};
+  tx.u.txn.success = &rop;
+  tx.u.txn.n_success = 1;
+  assert_int_equal(apply1(f, &tx, &res)->error, KEEL_ETOOLARGE);
+  store_apply_result_free(&res);
+  struct store_compare cmp = {
+      .target = STORE_CMP_VERSION, .key = big, .key_len = sizeof(big)};
+  tx.u.txn.compare = &cmp;
+  tx.u.txn.n_compare = 1;
+  tx.u.txn.n_success = 0;
+  assert_int_equal(apply1(f, &tx, &res)->error, KEEL_ETOOLARGE);
+  store_apply_result_free(&res);
+  struct store_range_req q = {.key = big, .key_len = sizeof(big)};
+  struct store_range_result rr;
+  assert_int_equal(store_range(f->st, &q, &rr), KEEL_ETOOLARGE);
+  /* delete over a long range end is fine: only the start is a key */
+  rq.type = STORE_REQ_DELETE_RANGE;
+  memset(&rq.u, 0, sizeof(rq.u));
+  rq.u.delete_range.key = (const uint8_t *)"a";
+  rq.u.delete_range.key_len = 1;
+  rq.u.delete_range.range_end = big;
+  rq.u.delete_range.range_end_len = sizeof(big);
+  assert_int_equal(apply1(f, &rq, &res)->error, 0);
+  store_apply_result_free(&res);
+}
+
+/* A store whose file is gone is an error, not a new empty store. */
+static void test_missing_file_refused(void **state) {
+  struct fx *f = *state;
+  assert_int_equal(put(f, "x", "1", 0), 0);
+  store_close(f->st);
+  f->st = NULL;
+  char path[512];
+  snprintf(path, sizeof(path), "%s/keel-000001.mdb", f->dir);
+  assert_int_equal(unlink(path), 0);
+  struct store_options o = {.quota_bytes = 16 << 20};
+  assert_int_equal(store_open(f->dir, &o, &f->st), KEEL_ECORRUPT);
+  assert_null(f->st);
 }
 
 static void test_txn_duplicate_keys(void **state) {
@@ -465,6 +508,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_hash_kv, setup, teardown),
       cmocka_unit_test(test_autocompact_policy),
+      cmocka_unit_test_setup_teardown(test_missing_file_refused, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
