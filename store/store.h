@@ -335,11 +335,14 @@ struct store_txn_resp {
   size_t n_responses;
 };
 
-/* Checks a txn as etcd's API layer does before proposing it: op count
- * (max_ops, counting nested ops), nesting depth, key sizes, and that no key
- * is written twice (a put twice, or a put inside a delete range of the same
- * branch path). Apply runs the same check. Errors: KEEL_ETOOMANYOPS,
- * KEEL_EDUPKEY, KEEL_ETOOLARGE, -EINVAL (empty key, depth, bad enum). */
+/* Checks a txn as etcd's API layer does before proposing it: op counts
+ * (each compare, success and failure list of each level at most max_ops, as
+ * etcd's --max-txn-ops; 0 means the default), nesting depth
+ * (STORE_MAX_TXN_DEPTH), key sizes, and that no key is written twice (etcd's
+ * rules: a put twice, or a put inside a delete range, on one branch path;
+ * the success and failure branches of a nested txn may put the same key).
+ * Apply runs the same check. Errors: KEEL_ETOOMANYOPS, KEEL_EDUPKEY,
+ * KEEL_ETOOLARGE, -EINVAL (empty key, depth, bad enum). */
 int store_txn_validate(const struct store_txn_req *txn, uint32_t max_ops);
 
 /* ------------------------------------------------------------------ */
