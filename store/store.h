@@ -554,6 +554,14 @@ int store_hash_kv(struct store *st, int64_t revision, uint32_t *hash,
  * takes space (and quota) until removed. */
 int store_compact_step(struct store *st, size_t max_records);
 
+/* Checks the key-value invariants (store_kv.c's header) over the whole
+ * store in one read txn: every live key's index entry, last revision item,
+ * history record and lease attachment agree; history items and records pair
+ * up; no record is past the current revision. O(size of the store): for
+ * tests and an operator's consistency check. Returns 0, or KEEL_ECORRUPT
+ * after logging the invariant that failed. */
+int store_verify(struct store *st);
+
 /* ------------------------------------------------------------------ */
 /* Leases (persistent side; the timers are store_lessor.h)             */
 /* ------------------------------------------------------------------ */

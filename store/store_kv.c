@@ -35,6 +35,7 @@
 #include <stdlib.h>
 
 #include "keel_error.h"
+#include "keel_log.h"
 #include "store_internal.h"
 
 #define IDX_LEN 40
@@ -2072,4 +2073,126 @@ int store_lease_list(struct store *st, struct store_lease_info **out,
   *out = v.p;
   *n = v.n;
   return 0;
+}
+
+/* --- verify
+ * ------------------------------------------------------------------- */
+
+#define VERIFY(cond, what)                                                     \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      keel_logkv(KEEL_LOG_ERROR, "store", "store verify failed",               \
+                 "invariant=\"%s\"", what);                                    \
+      rc = KEEL_ECORRUPT;                                                      \
+      goto done;                                                               \
+    }                                                                          \
+  } while (0)
+
+int store_verify(struct store *st) {
+  struct view v;
+  int rc = view_begin(st, &v);
+  if (rc != 0)
+    return rc;
+  MDB_cursor *ic = NULL, *kc = NULL, *rcur = NULL, *lc = NULL;
+  MDB_val k, d, item;
+  int g;
+  uint64_t items = 0, records = 0;
+  if (mdb_cursor_open(v.txn, v.db->dbi[DB_KV_INDEX], &ic) != 0 ||
+      mdb_cursor_open(v.txn, v.db->dbi[DB_KV_KEY], &kc) != 0 ||
+      mdb_cursor_open(v.txn, v.db->dbi[DB_KV_REV], &rcur) != 0 ||
+      mdb_cursor_open(v.txn, v.db->dbi[DB_LEASE_KEYS], &lc) != 0) {
+    rc = -EIO;
+    goto done;
+  }
+  /* 1. every live key: its last item, its record, its lease */
+  for (g = mdb_cursor_get(ic, &k, &d, MDB_FIRST); g == 0;
+       g = mdb_cursor_get(ic, &k, &d, MDB_NEXT)) {
+    VERIFY(d.mv_size == IDX_LEN, "kv_index entry size");
+    struct kmeta m;
+    idx_decode(d.mv_data, &m);
+    MDB_val kk = k;
+    VERIFY(mdb_cursor_get(kc, &kk, &item, MDB_SET) == 0 &&
+               mdb_cursor_get(kc, &kk, &item, MDB_LAST_DUP) == 0,
+           "live key has revisions in kv_key");
+    VERIFY((int64_t)be64_get(item.mv_data) == m.mod &&
+               be64_get((uint8_t *)item.mv_data + 8) == (uint64_t)m.sub,
+           "kv_index names the last kv_key item");
+    struct store_kv kv;
+    int type;
+    VERIFY(rec_get(&v, m.mod, m.sub, &kv, &type) == 0, "record exists");
+    VERIFY(type == STORE_EVENT_PUT &&
+               bytes_cmp(kv.key, kv.key_len, k.mv_data, k.mv_size) == 0 &&
+               kv.create_revision == m.create && kv.version == m.version &&
+               kv.lease == m.lease,
+           "record matches kv_index");
+    VERIFY(m.mod <= v.rev && m.create <= m.mod && m.version >= 1,
+           "revisions in order");
+    if (m.lease != 0) {
+      VERIFY(lease_exists(&v, m.lease) == 1, "attached lease exists");
+      uint8_t lk[8 + STORE_KEY_MAX];
+      be64_put(lk, (uint64_t)m.lease);
+      memcpy(lk + 8, k.mv_data, k.mv_size);
+      MDB_val lkv = {8 + k.mv_size, lk}, ld;
+      VERIFY(mdb_get(v.txn, v.db->dbi[DB_LEASE_KEYS], &lkv, &ld) == 0,
+             "lease_keys holds the attachment");
+    }
+  }
+  VERIFY(g == MDB_NOTFOUND, "kv_index readable");
+  /* 2. every kv_key item has its record; a key whose last item is live is
+   * in kv_index */
+  for (g = mdb_cursor_get(kc, &k, &item, MDB_FIRST); g == 0;
+       g = mdb_cursor_get(kc, &k, &item, MDB_NEXT)) {
+    VERIFY(item.mv_size == 16, "kv_key item size");
+    items++;
+    uint64_t sub = be64_get((uint8_t *)item.mv_data + 8);
+    struct store_kv kv;
+    int type;
+    VERIFY(rec_get(&v, (int64_t)be64_get(item.mv_data),
+                   (int64_t)(sub & ~REV_TOMBSTONE), &kv, &type) == 0,
+           "kv_key item has a record");
+    VERIFY((type == STORE_EVENT_DELETE) == !!(sub & REV_TOMBSTONE) &&
+               bytes_cmp(kv.key, kv.key_len, k.mv_data, k.mv_size) == 0,
+           "record matches kv_key item");
+    size_t ndup;
+    mdb_cursor_count(kc, &ndup);
+    MDB_val k2 = k, it2;
+    if (mdb_cursor_get(kc, &k2, &it2, MDB_NEXT_DUP) == MDB_NOTFOUND) {
+      /* the last item of this key: cursor still on it */
+      MDB_val ix;
+      bool live = mdb_get(v.txn, v.db->dbi[DB_KV_INDEX], &k, &ix) == 0;
+      VERIFY(live == !(sub & REV_TOMBSTONE), "last item decides liveness");
+    } else {
+      mdb_cursor_get(kc, &k2, &it2, MDB_PREV_DUP);
+    }
+  }
+  VERIFY(g == MDB_NOTFOUND, "kv_key readable");
+  /* 3. as many records as items, none past the revision */
+  for (g = mdb_cursor_get(rcur, &k, &d, MDB_FIRST); g == 0;
+       g = mdb_cursor_get(rcur, &k, &d, MDB_NEXT)) {
+    VERIFY(k.mv_size == 16 && (int64_t)be64_get(k.mv_data) <= v.rev,
+           "record revision <= current");
+    records++;
+  }
+  VERIFY(records == items, "kv_rev and kv_key agree");
+  /* 4. every attachment is the key's lease */
+  for (g = mdb_cursor_get(lc, &k, &d, MDB_FIRST); g == 0;
+       g = mdb_cursor_get(lc, &k, &d, MDB_NEXT)) {
+    VERIFY(k.mv_size > 8, "lease_keys entry");
+    struct kmeta m;
+    VERIFY(idx_get(&v, (uint8_t *)k.mv_data + 8, k.mv_size - 8, &m) == 0 &&
+               m.lease == (int64_t)be64_get(k.mv_data),
+           "attachment matches the key's lease");
+  }
+  rc = 0;
+done:
+  if (ic)
+    mdb_cursor_close(ic);
+  if (kc)
+    mdb_cursor_close(kc);
+  if (rcur)
+    mdb_cursor_close(rcur);
+  if (lc)
+    mdb_cursor_close(lc);
+  store_read_end(st, v.db, v.txn);
+  return rc;
 }

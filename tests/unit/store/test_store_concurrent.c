@@ -144,6 +144,7 @@ static void test_readers_during_writes_and_defrag(void **state) {
           atomic_load(&reads_done), defrags);
   assert_int_equal(atomic_load(&bad_reads), 0);
   assert_true(atomic_load(&reads_done) > 0);
+  assert_int_equal(store_verify(st), 0);
   store_close(st);
   tu_rmrf(dir);
 }

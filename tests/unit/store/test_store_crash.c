@@ -208,6 +208,7 @@ static uint64_t verify(const char *dir, uint64_t acked) {
   struct store_options o = {.quota_bytes = 64 << 20, .apply_nosync = true};
   struct store *st;
   assert_int_equal(store_open(dir, &o, &st), 0);
+  assert_int_equal(store_verify(st), 0);
   uint64_t applied, term;
   store_applied(st, &applied, &term);
   assert_true(applied >= acked);

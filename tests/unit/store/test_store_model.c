@@ -941,6 +941,10 @@ static int run_sequence(uint64_t seed, int len, bool twin) {
     }
     done += nb;
   }
+  if (rc == 0 && store_verify(st) != 0) {
+    fprintf(stderr, "store invariants broken\n");
+    rc = -1;
+  }
   if (rc == 0 && twin) {
     uint32_t h1, h2;
     int64_t c1, c2, r1, r2;

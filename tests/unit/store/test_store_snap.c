@@ -146,6 +146,7 @@ static void test_round_trip(void **state) {
   uint8_t *data = stream(a, &len, dig);
   assert_int_equal(restore(b, data, len, 777), 0);
   same_state(a, b);
+  assert_int_equal(store_verify(b), 0);
   /* B keeps its own term and vote; its log restarts at the snapshot */
   struct store_hard_state got;
   assert_int_equal(store_log_load_state(b, &got, NULL), 0);
