@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "keel_error.h"
+#include "keel_log.h"
 #include "store.h"
 #include "test_util.h"
 
@@ -231,6 +232,65 @@ static void test_bad_streams_refused(void **state) {
   tu_rmrf(d2);
 }
 
+/* Random damage (flips, cuts, inserted and dropped bytes, chunk sizes):
+ * every damaged stream is refused with an error, nothing crashes, and the
+ * store being restored into never changes. */
+static void test_random_damage_refused(void **state) {
+  (void)state;
+  char d1[256], d2[256];
+  tu_tmpdir(d1, sizeof(d1), "dmgA");
+  tu_tmpdir(d2, sizeof(d2), "dmgB");
+  struct store_options o = {.quota_bytes = 16 << 20, .apply_nosync = true};
+  struct store *a, *b;
+  assert_int_equal(store_open(d1, &o, &a), 0);
+  assert_int_equal(store_open(d2, &o, &b), 0);
+  fill(a, 60);
+  assert_int_equal(put(b, "mine", (const uint8_t *)"keep", 4, 0), 0);
+  uint32_t before, after;
+  assert_int_equal(store_hash_kv(b, 0, &before, NULL, NULL), 0);
+  size_t len;
+  uint8_t dig[32];
+  uint8_t *data = stream(a, &len, dig);
+  uint8_t *bad = malloc(len + 64);
+  uint64_t r = 99;
+  keel_log_set_level(KEEL_LOG_OFF); /* hundreds of refusals */
+  for (int i = 0; i < 300; i++) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    size_t n = len;
+    memcpy(bad, data, len);
+    size_t at = (size_t)(r >> 33) % len;
+    switch ((r >> 20) % 4) {
+    case 0: /* flip some bytes */
+      for (int k = 0; k < 1 + (int)((r >> 8) % 4); k++)
+        bad[(at + (size_t)k * 977) % len] ^= (uint8_t)(1 + (r >> 40) % 255);
+      break;
+    case 1: /* cut */
+      n = at;
+      break;
+    case 2: /* insert a byte */
+      memmove(bad + at + 1, bad + at, len - at);
+      bad[at] = (uint8_t)(r >> 48);
+      n = len + 1;
+      break;
+    default: /* drop a byte */
+      memmove(bad + at, bad + at + 1, len - at - 1);
+      n = len - 1;
+    }
+    int rc = restore(b, bad, n, 1 + (size_t)((r >> 12) % 3000));
+    assert_int_not_equal(rc, 0);
+  }
+  keel_log_set_level(KEEL_LOG_INFO);
+  assert_int_equal(store_hash_kv(b, 0, &after, NULL, NULL), 0);
+  assert_int_equal(before, after);
+  assert_int_equal(store_verify(b), 0);
+  free(bad);
+  free(data);
+  store_close(a);
+  store_close(b);
+  tu_rmrf(d1);
+  tu_rmrf(d2);
+}
+
 static int64_t live_keys(struct store *st) {
   struct store_range_req q = {.key = (const uint8_t *)"\0",
                               .key_len = 1,
@@ -367,6 +427,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_bad_streams_refused),
+      cmocka_unit_test(test_random_damage_refused),
       cmocka_unit_test(test_quota_nospace_and_recovery),
       cmocka_unit_test(test_map_full),
   };
