@@ -26,8 +26,8 @@
 #include "store_internal.h"
 
 static const char *const db_names[DB_COUNT] = {
-    "raft_log", "raft_state", "kv_index",   "kv_key",
-    "kv_rev",   "leases",     "lease_keys", "meta",
+    "raft_log", "raft_state", "kv_key", "kv_rev",
+    "leases",   "lease_keys", "meta",
 };
 
 /* Bumped when the on-disk layout changes incompatibly. */
@@ -549,6 +549,7 @@ int store_open(const char *dir, const struct store_options *opts,
   long page = sysconf(_SC_PAGESIZE);
   st->mapsize =
       (st->mapsize + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
+  st->map_max = 4 * st->mapsize;
 
   int rc = 0;
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -713,8 +714,39 @@ void store_log_appended(struct store *st, uint64_t last,
   pthread_mutex_unlock(&st->mu);
 }
 
+int store_grow_map(struct store *st) {
+  int rc = KEEL_ENOSPACE;
+  pthread_mutex_lock(&st->mu);
+  struct store_db *db = st->db;
+  uint64_t next = st->mapsize + st->mapsize / 2;
+  /* Readers take a reference under mu before they begin a txn, so with no
+   * reference but the store's own no txn is open in this process, which is
+   * what mdb_env_set_mapsize() requires. */
+  if (db->refs == 1 && next <= st->map_max &&
+      mdb_env_set_mapsize(db->env, next) == 0) {
+    keel_logkv(KEEL_LOG_WARN, "store", "LMDB map full: grown",
+               "from=%llu to=%llu", (unsigned long long)st->mapsize,
+               (unsigned long long)next);
+    st->mapsize = next;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static int log_append_once(struct store *st, const struct store_entry *ents,
+                           size_t n, const struct store_hard_state *hs);
+
 int store_log_append(struct store *st, const struct store_entry *ents, size_t n,
                      const struct store_hard_state *hs) {
+  int rc = log_append_once(st, ents, n, hs);
+  if (rc == KEEL_ENOSPACE && store_grow_map(st) == 0)
+    rc = log_append_once(st, ents, n, hs);
+  return rc;
+}
+
+static int log_append_once(struct store *st, const struct store_entry *ents,
+                           size_t n, const struct store_hard_state *hs) {
   MDB_txn *txn;
   int rc = store_mdb_err(mdb_txn_begin(st->db->env, NULL, 0, &txn));
   if (rc != 0)

@@ -67,7 +67,9 @@ struct store;
 struct store_options {
   /* The quota (etcd --quota-backend-bytes); 0 means STORE_DEFAULT_QUOTA.
    * The LMDB map is 2 * quota + 64 MiB so that deletes, compaction and the
-   * alarm itself still find room once the quota is passed. */
+   * alarm itself still find room once the quota is passed. Should the map
+   * fill anyway, a write that hits it grows it by half (up to 4x) when no
+   * read is open at that moment, else fails with KEEL_ENOSPACE. */
   uint64_t quota_bytes;
   /* Apply commits are redone from the log if lost, so by default they sync
    * once (data pages, MDB_NOMETASYNC: the meta page reaches the disk with

@@ -25,7 +25,6 @@
 enum {
   DB_RAFT_LOG,
   DB_RAFT_STATE,
-  DB_KV_INDEX,
   DB_KV_KEY,
   DB_KV_REV,
   DB_LEASES,
@@ -60,7 +59,8 @@ struct store {
   struct store_db *db;
   struct store_cache cache;
   struct store_options opts;
-  uint64_t mapsize;
+  uint64_t mapsize; /* under mu; grows when the map fills */
+  uint64_t map_max;
   char dir[4000];
 };
 
@@ -89,7 +89,8 @@ static inline uint32_t be32_get(const uint8_t *p) {
          ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* kv_key dup item: main(8) sub(8); the top bit of sub marks a tombstone. */
+/* kv_key dup item: main(8) sub(8) create(8) version(8) lease(8); the top
+ * bit of sub marks a tombstone. */
 #define REV_TOMBSTONE (1ull << 63)
 
 /* --- arena: results own their memory ---------------------------------- */
@@ -140,6 +141,10 @@ void store_db_close(struct store_db *db);
 int store_set_current(struct store *st, uint32_t gen);
 void store_gen_path(const struct store *st, uint32_t gen, char *buf,
                     size_t cap);
+/* MDB_MAP_FULL: grows the map by half (at most 4x the initial size) if no
+ * read txn is open, so the writer can retry once. 0 if grown, else
+ * KEEL_ENOSPACE. Writer thread. */
+int store_grow_map(struct store *st);
 /* Switches the live file (writer thread). */
 void store_swap_db(struct store *st, struct store_db *ndb);
 

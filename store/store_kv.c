@@ -38,7 +38,7 @@
 #include "keel_log.h"
 #include "store_internal.h"
 
-#define IDX_LEN 40
+#define ITEM_LEN 40
 #define REC_HDR 29
 
 struct kmeta {
@@ -74,12 +74,24 @@ static void *vec_push(struct vec *v) {
 
 /* --- encoding helpers ----------------------------------------------------- */
 
-static void idx_decode(const uint8_t *p, struct kmeta *m) {
-  m->create = (int64_t)be64_get(p);
-  m->mod = (int64_t)be64_get(p + 8);
-  m->sub = (int64_t)be64_get(p + 16);
+/* A kv_key item: main(8) sub(8, REV_TOMBSTONE bit) create(8) version(8)
+ * lease(8). */
+static void item_encode(uint8_t *p, const struct kmeta *m, bool tomb) {
+  be64_put(p, (uint64_t)m->mod);
+  be64_put(p + 8, (uint64_t)m->sub | (tomb ? REV_TOMBSTONE : 0));
+  be64_put(p + 16, (uint64_t)m->create);
+  be64_put(p + 24, (uint64_t)m->version);
+  be64_put(p + 32, (uint64_t)m->lease);
+}
+
+static bool item_decode(const uint8_t *p, struct kmeta *m) {
+  uint64_t sub = be64_get(p + 8);
+  m->mod = (int64_t)be64_get(p);
+  m->sub = (int64_t)(sub & ~REV_TOMBSTONE);
+  m->create = (int64_t)be64_get(p + 16);
   m->version = (int64_t)be64_get(p + 24);
   m->lease = (int64_t)be64_get(p + 32);
+  return (sub & REV_TOMBSTONE) != 0;
 }
 
 static void revkey(uint8_t *b, int64_t main, int64_t sub) {
@@ -87,17 +99,27 @@ static void revkey(uint8_t *b, int64_t main, int64_t sub) {
   be64_put(b + 8, (uint64_t)sub);
 }
 
+/* The key's latest state: its last kv_key item. KEEL_ENOTFOUND if the key
+ * never existed or its last item is a deletion. */
 static int idx_get(struct view *v, const uint8_t *key, size_t n,
                    struct kmeta *m) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(v->txn, v->db->dbi[DB_KV_KEY], &cur);
+  if (rc != 0)
+    return store_mdb_err(rc);
   MDB_val k = {n, (void *)key}, d;
-  int rc = mdb_get(v->txn, v->db->dbi[DB_KV_INDEX], &k, &d);
+  rc = mdb_cursor_get(cur, &k, &d, MDB_SET);
+  if (rc == 0)
+    rc = mdb_cursor_get(cur, &k, &d, MDB_LAST_DUP);
+  mdb_cursor_close(cur);
   if (rc == MDB_NOTFOUND)
     return KEEL_ENOTFOUND;
   if (rc != 0)
     return store_mdb_err(rc);
-  if (d.mv_size != IDX_LEN)
+  if (d.mv_size != ITEM_LEN)
     return KEEL_ECORRUPT;
-  idx_decode(d.mv_data, m);
+  if (item_decode(d.mv_data, m))
+    return KEEL_ENOTFOUND;
   return 0;
 }
 
@@ -169,8 +191,7 @@ static int scan_keys(struct view *v, const struct keyrange *r, int64_t rev,
                      key_fn fn, void *arg) {
   MDB_cursor *cur;
   bool current = rev >= v->rev;
-  int rc = mdb_cursor_open(v->txn,
-                           v->db->dbi[current ? DB_KV_INDEX : DB_KV_KEY], &cur);
+  int rc = mdb_cursor_open(v->txn, v->db->dbi[DB_KV_KEY], &cur);
   if (rc != 0)
     return store_mdb_err(rc);
   MDB_val k = {r->key_len, (void *)r->key}, d;
@@ -184,20 +205,17 @@ static int scan_keys(struct view *v, const struct keyrange *r, int64_t rev,
     if (!keyrange_below_end(r, k.mv_data, k.mv_size))
       break;
     struct kmeta m;
-    bool alive = false;
+    MDB_val key = k, item;
+    int g;
     if (current) {
-      if (d.mv_size != IDX_LEN) {
-        rc = KEEL_ECORRUPT;
-        break;
-      }
-      idx_decode(d.mv_data, &m);
-      alive = true;
+      g = mdb_cursor_get(cur, &key, &item, MDB_LAST_DUP);
     } else {
       /* latest item <= rev: first item >= (rev+1, 0), then one back */
       uint8_t want[16];
       revkey(want, rev + 1, 0);
-      MDB_val key = k, item = {16, want};
-      int g = mdb_cursor_get(cur, &key, &item, MDB_GET_BOTH_RANGE);
+      item.mv_size = 16;
+      item.mv_data = want;
+      g = mdb_cursor_get(cur, &key, &item, MDB_GET_BOTH_RANGE);
       if (g == 0)
         g = mdb_cursor_get(cur, &key, &item, MDB_PREV_DUP);
       else if (g == MDB_NOTFOUND) {
@@ -206,32 +224,21 @@ static int scan_keys(struct view *v, const struct keyrange *r, int64_t rev,
         if (g == 0)
           g = mdb_cursor_get(cur, &key, &item, MDB_LAST_DUP);
       }
-      if (g == 0) {
-        if (item.mv_size != 16) {
-          rc = KEEL_ECORRUPT;
-          break;
-        }
-        uint64_t sub = be64_get((uint8_t *)item.mv_data + 8);
-        int64_t main = (int64_t)be64_get(item.mv_data);
-        if (main <= rev && !(sub & REV_TOMBSTONE)) {
-          struct store_kv kv;
-          int type;
-          if ((rc = rec_get(v, main, (int64_t)sub, &kv, &type)) != 0)
-            break;
-          m.create = kv.create_revision;
-          m.mod = main;
-          m.sub = (int64_t)sub;
-          m.version = kv.version;
-          m.lease = kv.lease;
-          alive = true;
-        }
-      } else if (g != MDB_NOTFOUND) {
-        rc = store_mdb_err(g);
+    }
+    bool alive = false;
+    if (g == 0) {
+      if (item.mv_size != ITEM_LEN) {
+        rc = KEEL_ECORRUPT;
         break;
       }
-      /* cursor is on key (some dup) or positioned by MDB_SET */
-      k = key;
+      bool tomb = item_decode(item.mv_data, &m);
+      alive = !tomb && m.mod <= rev;
+    } else if (g != MDB_NOTFOUND) {
+      rc = store_mdb_err(g);
+      break;
     }
+    /* the cursor is on this key (some item, or positioned by MDB_SET) */
+    k = key;
     if (alive) {
       rc = fn(arg, k.mv_data, k.mv_size, &m);
       if (rc != 0)
@@ -239,7 +246,7 @@ static int scan_keys(struct view *v, const struct keyrange *r, int64_t rev,
     }
     if (r->single)
       break;
-    r0 = mdb_cursor_get(cur, &k, &d, current ? MDB_NEXT : MDB_NEXT_NODUP);
+    r0 = mdb_cursor_get(cur, &k, &d, MDB_NEXT_NODUP);
   }
   mdb_cursor_close(cur);
   if (rc == 1)
@@ -774,17 +781,10 @@ static int do_put(struct wctx *w, const struct store_put_req *p,
   memcpy(r + REC_HDR, p->key, p->key_len);
   if (vlen)
     memcpy(r + REC_HDR + p->key_len, val, vlen);
-  MDB_val kk = {p->key_len, (void *)p->key}, item = {16, kb};
+  uint8_t ib[ITEM_LEN];
+  item_encode(ib, &nm, false);
+  MDB_val kk = {p->key_len, (void *)p->key}, item = {ITEM_LEN, ib};
   if ((rc = mdb_put(v->txn, v->db->dbi[DB_KV_KEY], &kk, &item, 0)) != 0)
-    return store_mdb_err(rc);
-  uint8_t ib[IDX_LEN];
-  be64_put(ib, (uint64_t)nm.create);
-  be64_put(ib + 8, (uint64_t)nm.mod);
-  be64_put(ib + 16, (uint64_t)nm.sub);
-  be64_put(ib + 24, (uint64_t)nm.version);
-  be64_put(ib + 32, (uint64_t)nm.lease);
-  MDB_val id = {IDX_LEN, ib};
-  if ((rc = mdb_put(v->txn, v->db->dbi[DB_KV_INDEX], &kk, &id, 0)) != 0)
     return store_mdb_err(rc);
   int64_t old_lease = exists ? old.lease : 0;
   if (old_lease != lease) {
@@ -843,12 +843,11 @@ static int delete_key(struct wctx *w, const uint8_t *key, size_t n,
   r[0] = STORE_EVENT_DELETE;
   be32_put(r + 25, (uint32_t)n);
   memcpy(r + REC_HDR, okey, n);
-  uint8_t ib[16];
-  revkey(ib, rev, (int64_t)((uint64_t)sub | REV_TOMBSTONE));
-  MDB_val kk = {n, (void *)okey}, item = {16, ib};
+  uint8_t ib[ITEM_LEN];
+  struct kmeta tm = {.mod = rev, .sub = sub};
+  item_encode(ib, &tm, true);
+  MDB_val kk = {n, (void *)okey}, item = {ITEM_LEN, ib};
   if ((rc = mdb_put(v->txn, v->db->dbi[DB_KV_KEY], &kk, &item, 0)) != 0)
-    return store_mdb_err(rc);
-  if ((rc = mdb_del(v->txn, v->db->dbi[DB_KV_INDEX], &kk, NULL)) != 0)
     return store_mdb_err(rc);
   if (m->lease && (rc = lease_key_op(v, m->lease, okey, n, false)) != 0)
     return rc;
@@ -1303,7 +1302,7 @@ int store_kv_item_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
                        MDB_cursor *kc, const MDB_val *k, const MDB_val *item,
                        bool *dead) {
   struct view v = {.db = db, .txn = txn, .compact = compact};
-  if (item->mv_size != 16)
+  if (item->mv_size != ITEM_LEN)
     return KEEL_ECORRUPT;
   return item_dead(&v, kc, k->mv_data, k->mv_size,
                    (int64_t)be64_get(item->mv_data),
@@ -1317,7 +1316,16 @@ int store_kv_rec_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
   return rec_dead(&v, kc, k, d, dead);
 }
 
+static int compact_step_once(struct store *st, size_t max_records);
+
 int store_compact_step(struct store *st, size_t max_records) {
+  int rc = compact_step_once(st, max_records);
+  if (rc == KEEL_ENOSPACE && store_grow_map(st) == 0)
+    rc = compact_step_once(st, max_records);
+  return rc;
+}
+
+static int compact_step_once(struct store *st, size_t max_records) {
   if (max_records == 0)
     max_records = 10000;
   struct store_db *db = st->db;
@@ -1390,10 +1398,17 @@ int store_compact_step(struct store *st, size_t max_records) {
       if (type == STORE_EVENT_DELETE)
         be64_put(it + 8, be64_get(pos + 8) | REV_TOMBSTONE);
       memcpy(keycopy, kv.key, kv.key_len);
+      /* the item starts with (main, sub|tombstone): find it, delete it */
       MDB_val kk = {kv.key_len, keycopy}, iv = {16, it}, rk = {16, pos};
-      if ((g = mdb_del(v.txn, db->dbi[DB_KV_KEY], &kk, &iv)) != 0 ||
-          (g = mdb_del(v.txn, db->dbi[DB_KV_REV], &rk, NULL)) != 0) {
-        rc = store_mdb_err(g);
+      g = mdb_cursor_get(kc, &kk, &iv, MDB_GET_BOTH_RANGE);
+      if (g == 0 && (iv.mv_size != ITEM_LEN || memcmp(iv.mv_data, it, 16)))
+        g = MDB_CORRUPTED;
+      if (g == 0)
+        g = mdb_cursor_del(kc, 0);
+      if (g == 0)
+        g = mdb_del(v.txn, db->dbi[DB_KV_REV], &rk, NULL);
+      if (g != 0) {
+        rc = g == MDB_NOTFOUND ? KEEL_ECORRUPT : store_mdb_err(g);
         break;
       }
     }
@@ -1565,8 +1580,19 @@ static int apply_one(struct wctx *w, const struct store_request *rq,
   return 0;
 }
 
+static int apply_once(struct store *st, const struct store_apply_batch *batch,
+                      struct store_apply_result *out);
+
 int store_apply(struct store *st, const struct store_apply_batch *batch,
                 struct store_apply_result *out) {
+  int rc = apply_once(st, batch, out);
+  if (rc == KEEL_ENOSPACE && store_grow_map(st) == 0)
+    rc = apply_once(st, batch, out);
+  return rc;
+}
+
+static int apply_once(struct store *st, const struct store_apply_batch *batch,
+                      struct store_apply_result *out) {
   memset(out, 0, sizeof(*out));
   struct store_cache c = st->cache;
   size_t i0 = 0;
@@ -2093,43 +2119,49 @@ int store_verify(struct store *st) {
   int rc = view_begin(st, &v);
   if (rc != 0)
     return rc;
-  MDB_cursor *ic = NULL, *kc = NULL, *rcur = NULL, *lc = NULL;
+  MDB_cursor *kc = NULL, *rcur = NULL, *lc = NULL;
   MDB_val k, d, item;
   int g;
   uint64_t items = 0, records = 0;
-  if (mdb_cursor_open(v.txn, v.db->dbi[DB_KV_INDEX], &ic) != 0 ||
-      mdb_cursor_open(v.txn, v.db->dbi[DB_KV_KEY], &kc) != 0 ||
+  if (mdb_cursor_open(v.txn, v.db->dbi[DB_KV_KEY], &kc) != 0 ||
       mdb_cursor_open(v.txn, v.db->dbi[DB_KV_REV], &rcur) != 0 ||
       mdb_cursor_open(v.txn, v.db->dbi[DB_LEASE_KEYS], &lc) != 0) {
     rc = -EIO;
     goto done;
   }
-  /* 1. every live key: its last item, its record, its lease */
-  for (g = mdb_cursor_get(ic, &k, &d, MDB_FIRST); g == 0;
-       g = mdb_cursor_get(ic, &k, &d, MDB_NEXT)) {
-    VERIFY(d.mv_size == IDX_LEN, "kv_index entry size");
+  /* 1. every item has its record; a key's items rise; a live last item
+   * has its lease attachment */
+  int64_t prev_main = 0;
+  for (g = mdb_cursor_get(kc, &k, &item, MDB_FIRST); g == 0;
+       g = mdb_cursor_get(kc, &k, &item, MDB_NEXT)) {
+    VERIFY(item.mv_size == ITEM_LEN, "kv_key item size");
+    items++;
     struct kmeta m;
-    idx_decode(d.mv_data, &m);
-    MDB_val kk = k;
-    VERIFY(mdb_cursor_get(kc, &kk, &item, MDB_SET) == 0 &&
-               mdb_cursor_get(kc, &kk, &item, MDB_LAST_DUP) == 0,
-           "live key has revisions in kv_key");
-    VERIFY((int64_t)be64_get(item.mv_data) == m.mod &&
-               be64_get((uint8_t *)item.mv_data + 8) == (uint64_t)m.sub,
-           "kv_index names the last kv_key item");
+    bool tomb = item_decode(item.mv_data, &m);
     struct store_kv kv;
     int type;
-    VERIFY(rec_get(&v, m.mod, m.sub, &kv, &type) == 0, "record exists");
-    VERIFY(type == STORE_EVENT_PUT &&
-               bytes_cmp(kv.key, kv.key_len, k.mv_data, k.mv_size) == 0 &&
-               kv.create_revision == m.create && kv.version == m.version &&
-               kv.lease == m.lease,
-           "record matches kv_index");
-    VERIFY(m.mod <= v.rev && m.create <= m.mod && m.version >= 1,
-           "revisions in order");
-    if (m.lease != 0) {
+    VERIFY(rec_get(&v, m.mod, m.sub, &kv, &type) == 0,
+           "kv_key item has a record");
+    VERIFY((type == STORE_EVENT_DELETE) == tomb &&
+               bytes_cmp(kv.key, kv.key_len, k.mv_data, k.mv_size) == 0,
+           "record matches kv_key item");
+    if (!tomb)
+      VERIFY(kv.create_revision == m.create && kv.version == m.version &&
+                 kv.lease == m.lease && m.create <= m.mod && m.version >= 1,
+             "record matches the item's state");
+    VERIFY(m.mod <= v.rev, "revision <= current");
+    MDB_val k2 = k, it2;
+    bool last = mdb_cursor_get(kc, &k2, &it2, MDB_NEXT_DUP) == MDB_NOTFOUND;
+    if (!last) {
+      mdb_cursor_get(kc, &k2, &it2, MDB_PREV_DUP);
+      VERIFY((int64_t)be64_get(it2.mv_data) == m.mod, "cursor back");
+    }
+    VERIFY(m.mod > prev_main, "a key's revisions rise");
+    prev_main = last ? 0 : m.mod;
+    if (last && !tomb && m.lease != 0) {
       VERIFY(lease_exists(&v, m.lease) == 1, "attached lease exists");
       uint8_t lk[8 + STORE_KEY_MAX];
+      VERIFY(k.mv_size <= STORE_KEY_MAX, "key size");
       be64_put(lk, (uint64_t)m.lease);
       memcpy(lk + 8, k.mv_data, k.mv_size);
       MDB_val lkv = {8 + k.mv_size, lk}, ld;
@@ -2137,36 +2169,8 @@ int store_verify(struct store *st) {
              "lease_keys holds the attachment");
     }
   }
-  VERIFY(g == MDB_NOTFOUND, "kv_index readable");
-  /* 2. every kv_key item has its record; a key whose last item is live is
-   * in kv_index */
-  for (g = mdb_cursor_get(kc, &k, &item, MDB_FIRST); g == 0;
-       g = mdb_cursor_get(kc, &k, &item, MDB_NEXT)) {
-    VERIFY(item.mv_size == 16, "kv_key item size");
-    items++;
-    uint64_t sub = be64_get((uint8_t *)item.mv_data + 8);
-    struct store_kv kv;
-    int type;
-    VERIFY(rec_get(&v, (int64_t)be64_get(item.mv_data),
-                   (int64_t)(sub & ~REV_TOMBSTONE), &kv, &type) == 0,
-           "kv_key item has a record");
-    VERIFY((type == STORE_EVENT_DELETE) == !!(sub & REV_TOMBSTONE) &&
-               bytes_cmp(kv.key, kv.key_len, k.mv_data, k.mv_size) == 0,
-           "record matches kv_key item");
-    size_t ndup;
-    mdb_cursor_count(kc, &ndup);
-    MDB_val k2 = k, it2;
-    if (mdb_cursor_get(kc, &k2, &it2, MDB_NEXT_DUP) == MDB_NOTFOUND) {
-      /* the last item of this key: cursor still on it */
-      MDB_val ix;
-      bool live = mdb_get(v.txn, v.db->dbi[DB_KV_INDEX], &k, &ix) == 0;
-      VERIFY(live == !(sub & REV_TOMBSTONE), "last item decides liveness");
-    } else {
-      mdb_cursor_get(kc, &k2, &it2, MDB_PREV_DUP);
-    }
-  }
   VERIFY(g == MDB_NOTFOUND, "kv_key readable");
-  /* 3. as many records as items, none past the revision */
+  /* 2. as many records as items */
   for (g = mdb_cursor_get(rcur, &k, &d, MDB_FIRST); g == 0;
        g = mdb_cursor_get(rcur, &k, &d, MDB_NEXT)) {
     VERIFY(k.mv_size == 16 && (int64_t)be64_get(k.mv_data) <= v.rev,
@@ -2174,7 +2178,7 @@ int store_verify(struct store *st) {
     records++;
   }
   VERIFY(records == items, "kv_rev and kv_key agree");
-  /* 4. every attachment is the key's lease */
+  /* 3. every attachment is the key's lease */
   for (g = mdb_cursor_get(lc, &k, &d, MDB_FIRST); g == 0;
        g = mdb_cursor_get(lc, &k, &d, MDB_NEXT)) {
     VERIFY(k.mv_size > 8, "lease_keys entry");
@@ -2185,8 +2189,6 @@ int store_verify(struct store *st) {
   }
   rc = 0;
 done:
-  if (ic)
-    mdb_cursor_close(ic);
   if (kc)
     mdb_cursor_close(kc);
   if (rcur)

@@ -37,8 +37,8 @@
 #define RESTORE_TXN_BYTES (64u * 1024 * 1024)
 
 /* In ascending id order: restore checks tables come in this order. */
-static const int snap_dbs[] = {DB_KV_INDEX, DB_KV_KEY,     DB_KV_REV,
-                               DB_LEASES,   DB_LEASE_KEYS, DB_META};
+static const int snap_dbs[] = {DB_KV_KEY, DB_KV_REV, DB_LEASES, DB_LEASE_KEYS,
+                               DB_META};
 #define N_SNAP_DBS (sizeof(snap_dbs) / sizeof(snap_dbs[0]))
 
 static bool snap_db_known(int db) {
@@ -370,7 +370,7 @@ static int restore_record(struct store_restore *r) {
   unsigned flags = 0;
   if (db == DB_KV_KEY) {
     flags = MDB_APPENDDUP;
-    if (r->vlen != 16)
+    if (r->vlen != 40)
       return restore_fail(r, KEEL_ECORRUPT, "bad revision item");
   } else if (db != DB_META) {
     flags = MDB_APPEND;
