@@ -28,8 +28,9 @@
  * it, named DBs (all integers big-endian, so LMDB order is numeric order):
  *   raft_log    index -> term, type, data
  *   raft_state  hard state, log base (last dropped index/term), snapshot meta
- *   kv_index    key -> latest live state (create, mod, sub, version, lease)
- *   kv_key      key -> every revision of the key (dupsort, 16-byte items)
+ *   kv_key      key -> every revision of the key with its state (dupsort,
+ *               40-byte items: main, sub, create, version, lease; the last
+ *               is the current state)
  *   kv_rev      (main, sub) -> the event written at that revision
  *   leases      id -> granted TTL, checkpointed remaining TTL
  *   lease_keys  id ++ key -> (empty): the keys attached to a lease

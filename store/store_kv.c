@@ -6,19 +6,22 @@
  *   kv_rev   key main(8) sub(8)
  *            value type(1) create(8) version(8) lease(8) key_len(4) key value
  *            (a tombstone has type 1, zeros, and no value)
- *   kv_key   key -> dup items main(8) sub(8), REV_TOMBSTONE in sub's top bit
- *   kv_index key -> create(8) mod(8) sub(8) version(8) lease(8)
+ *   kv_key   key -> dup items main(8) sub(8) create(8) version(8) lease(8),
+ *            REV_TOMBSTONE in sub's top bit (a tombstone has zeros)
  *   leases   id(8) -> granted_ttl(8) remaining_ttl(8)
  *   lease_keys id(8) ++ key -> empty
  *
- * Invariants (after every committed apply):
- *  - kv_index holds exactly the keys alive at the current revision, and its
- *    (mod, sub) names the last kv_key item of that key, which is not a
- *    tombstone; kv_rev has a record for every kv_key item and vice versa.
- *  - For every key, kv_key items at or below the compact revision are at
- *    most one, and never a tombstone (compaction keeps the latest state).
- *  - lease_keys(id, key) exists iff kv_index[key].lease == id != 0, and the
- *    lease exists in leases.
+ * Invariants (after every committed apply; store_verify() checks them):
+ *  - A key is alive at revision R iff its last kv_key item with main <= R
+ *    is not a tombstone; that item carries its state. The last item overall
+ *    is the current state (what etcd's in-memory index holds).
+ *  - kv_rev has a record for every kv_key item and vice versa, with the
+ *    same key, type and state.
+ *  - Logically, items at or below the compact revision C are at most one
+ *    per key and never a tombstone; physically, garbage may remain until
+ *    store_compact_step() removes it, and every read skips it.
+ *  - lease_keys(id, key) exists iff the key is alive with lease id != 0,
+ *    and the lease exists in leases.
  *  - A revision is used by exactly one request that changed something; its
  *    changes are numbered sub 0, 1, ... in the order they happened.
  *
