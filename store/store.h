@@ -100,10 +100,12 @@ void store_close(struct store *st);
 /* Raft log storage                                                    */
 /* ------------------------------------------------------------------ */
 
+/* Same numbers as keelraft.EntryType (proto/raft.proto) and the raft
+ * core's; the store keeps whatever type it is given. */
 enum store_entry_type {
   STORE_ENTRY_NORMAL = 0,
   STORE_ENTRY_CONF_CHANGE = 1,
-  STORE_ENTRY_CONF_CHANGE_V2 = 2,
+  STORE_ENTRY_NOOP = 2,
 };
 
 struct store_entry {
