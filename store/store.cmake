@@ -2,7 +2,7 @@
 # state machine on LMDB. Links LMDB, keel_common, and OpenSSL's libcrypto
 # for SHA-256 only (docs/decisions/0200-store-links-libcrypto-for-sha256.md).
 # Never raft/, server/ or generated protobuf code.
-pkg_check_modules(libcrypto REQUIRED IMPORTED_TARGET libcrypto)
+pkg_check_modules(libcrypto REQUIRED IMPORTED_TARGET GLOBAL libcrypto)
 add_library(keel_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/store.c
   ${CMAKE_CURRENT_LIST_DIR}/store_kv.c

@@ -172,6 +172,9 @@ int store_kv_rec_dead(struct store_db *db, MDB_txn *txn, int64_t compact,
                       MDB_cursor *kc, const MDB_val *k, const MDB_val *d,
                       bool *dead);
 
+/* store_verify() on a given file and txn (store_kv.c). */
+int store_verify_db(struct store_db *db, MDB_txn *txn);
+
 uint32_t store_crc32c(uint32_t crc, const uint8_t *p, size_t n);
 
 #endif

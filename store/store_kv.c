@@ -2117,10 +2117,18 @@ int store_lease_list(struct store *st, struct store_lease_info **out,
     }                                                                          \
   } while (0)
 
-int store_verify(struct store *st) {
-  struct view v;
-  int rc = view_begin(st, &v);
-  if (rc != 0)
+int store_verify_db(struct store_db *db, MDB_txn *txn) {
+  struct view v = {.db = db, .txn = txn, .rev = 1};
+  uint64_t x;
+  int rc = meta_get_u64(db, txn, "revision", &x);
+  if (rc == 0)
+    v.rev = (int64_t)x;
+  else if (rc != KEEL_ENOTFOUND)
+    return rc;
+  rc = meta_get_u64(db, txn, "compact_rev", &x);
+  if (rc == 0)
+    v.compact = (int64_t)x;
+  else if (rc != KEEL_ENOTFOUND)
     return rc;
   MDB_cursor *kc = NULL, *rcur = NULL, *lc = NULL;
   MDB_val k, d, item;
@@ -2198,6 +2206,16 @@ done:
     mdb_cursor_close(rcur);
   if (lc)
     mdb_cursor_close(lc);
-  store_read_end(st, v.db, v.txn);
+  return rc;
+}
+
+int store_verify(struct store *st) {
+  struct store_db *db;
+  MDB_txn *txn;
+  int rc = store_read_begin(st, &db, &txn);
+  if (rc != 0)
+    return rc;
+  rc = store_verify_db(db, txn);
+  store_read_end(st, db, txn);
   return rc;
 }

@@ -583,11 +583,15 @@ int store_restore_finish(struct store_restore *r,
     MDB_txn *txn;
     rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
     if (rc == 0) {
-      rc = store_load_cache(db, txn, &c);
+      /* The digest proves the bytes arrived as sent, not that the sender's
+       * state was sound: check the invariants before switching to it. */
+      rc = store_verify_db(db, txn);
+      if (rc == 0)
+        rc = store_load_cache(db, txn, &c);
       mdb_txn_abort(txn);
       if (rc != 0) {
         int err = rc;
-        restore_fail(r, err, "cannot read restored state");
+        restore_fail(r, err, "restored state is inconsistent");
         store_restore_abort(r);
         return err;
       }
