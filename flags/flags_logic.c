@@ -43,6 +43,7 @@
 
 enum op {
   OP_LIT,
+  OP_FAIL, /* an operand the interpreter cannot prepare: fails when run */
   OP_ARRAY,
   OP_VAR,
   OP_MISSING,
@@ -138,6 +139,9 @@ struct node {
   bool missing_plain; /* OP_MISSING of 1-2 literal keys without '.' */
   bool var_escaped;   /* the var path has a '\\' */
   char reduce_idiom;  /* '+' or '*': see eval_reduce_idiom() */
+  bool src_array;     /* OP_ARRAY / OP_LIT written as a JSON array or {} */
+  const char *name;   /* operator name, for messages */
+  char *fail_msg;     /* OP_FAIL */
   size_t nsegs;
   char **segs;
   size_t *seglens;
@@ -1508,6 +1512,9 @@ static int eval(struct ev *e, const struct node *n, const struct val *ctx,
   case OP_LIT:
     *out = jval(n->lit);
     return 0;
+  case OP_FAIL:
+    e->err = n->fail_msg;
+    return -1;
   case OP_ARRAY: {
     struct val *a = n->nargs ? arena_alloc(e, n->nargs * sizeof *a) : NULL;
     if (n->nargs && !a)
@@ -1708,10 +1715,6 @@ int flags_logic_eval(const struct flags_logic *l,
 
 struct cc {
   const json_t *evaluators;
-  /* > 0 below an `if` of fewer than three operands: flagd-core interprets
-   * that part at run time, so nothing there is evaluated or refused at
-   * compile time (failures are GENERAL errors when evaluated). */
-  int interp;
   size_t nodes;
   int ref_depth;
   char *err;
@@ -1740,6 +1743,7 @@ static void node_free(struct node *n) {
     free(n->segs[i]);
   free(n->segs);
   free(n->seglens);
+  free(n->fail_msg);
   free(n);
 }
 
@@ -1800,6 +1804,7 @@ static json_t *to_json(const struct val *v, int depth) {
 static bool deterministic(const struct node *n, bool in_iter) {
   switch (n->op) {
   case OP_LIT:
+  case OP_FAIL: /* a constant failure */
     return true;
   case OP_VAR:
     return in_iter;
@@ -1849,15 +1854,6 @@ static int build_checks(struct cc *c, enum op op, const json_t *arg,
   bool list = json_is_array(arg);
   size_t na = list ? json_array_size(arg) : 1;
   switch (op) {
-  case OP_SUB:
-  case OP_DIV:
-    if (list && na == 0 && !c->interp)
-      return cerr(c, path, "%s needs at least one operand", name);
-    break;
-  case OP_MOD:
-    if (list && na < 2 && !c->interp)
-      return cerr(c, path, "%% needs at least two operands");
-    break;
   case OP_MAP:
   case OP_FILTER:
   case OP_ALL:
@@ -1893,22 +1889,6 @@ static int build_checks(struct cc *c, enum op op, const json_t *arg,
     break;
   default:
     break;
-  }
-  if (is_arith(op) && list && !c->interp) {
-    for (size_t i = 0; i < na; i++) {
-      const json_t *x = json_array_get(arg, i);
-      if (json_is_array(x))
-        return cerr(c, path, "%s: operand %zu is an array", name, i);
-      if (json_is_string(x) &&
-          isnan(flags_js_tonumber(json_string_value(x), json_string_length(x))))
-        return cerr(c, path, "%s: operand %zu is not a number", name, i);
-      bool divisor = op == OP_DIV && (i > 0 || na == 1);
-      if (divisor && ((json_is_number(x) && json_number_value(x) == 0) ||
-                      (json_is_string(x) &&
-                       flags_js_tonumber(json_string_value(x),
-                                         json_string_length(x)) == 0)))
-        return cerr(c, path, "division by zero");
-    }
   }
   return 0;
 }
@@ -1994,9 +1974,8 @@ static int compile_op(struct cc *c, const char *name, enum op op,
       return -ENOMEM;
     }
   }
+  n->name = name;
   char sub[512];
-  bool interp = op == OP_IF && n->list && n->nargs < 3;
-  c->interp += interp;
   for (size_t i = 0; i < n->nargs; i++) {
     const json_t *a = n->list ? json_array_get(arg, i) : arg;
     if (n->list)
@@ -2004,15 +1983,12 @@ static int compile_op(struct cc *c, const char *name, enum op op,
     else
       snprintf(sub, sizeof sub, "%s.%s", path, name);
     rc = compile_node(c, a, sub, depth + 1, &n->args[i]);
-    if (rc)
-      c->interp -= interp;
     if (rc) {
       n->nargs = i;
       node_free(n);
       return rc;
     }
   }
-  c->interp -= interp;
   /* A single non-array operand written without brackets behaves as a
    * one-element list for the non-lazy operators (json-logic-engine wraps
    * it), and identically for the unary ones. */
@@ -2079,6 +2055,7 @@ static int compile_node(struct cc *c, const json_t *j, const char *path,
     if (!n)
       return -ENOMEM;
     n->list = true;
+    n->src_array = true;
     n->nargs = json_array_size(j);
     n->args = n->nargs ? calloc(n->nargs, sizeof *n->args) : NULL;
     if (n->nargs && !n->args) {
@@ -2131,36 +2108,188 @@ static int compile_node(struct cc *c, const json_t *j, const char *path,
     if (!n)
       return -ENOMEM;
     n->lit = json_incref((json_t *)j);
+    n->src_array = json_is_object(j); /* {} */
     n->det = true;
     *out = n;
     return 0;
   }
-  n->det = deterministic(n, false);
-  if (n->det && !c->interp) {
-    /* Constant: evaluate now, as flagd-core's compiler does. */
-    static const struct flags_logic_env none = {.flag_key = ""};
-    struct ev e = {.env = &none, .interp = true};
-    json_t *empty = json_object();
-    struct val ctx = {.k = V_OBJ, .j = empty}, v;
-    rc = empty ? eval(&e, n, &ctx, &v) : -1;
-    json_t *lit = rc == 0 ? to_json(&v, 0) : NULL;
-    const char *msg = e.err ? e.err : "out of memory";
-    arena_free(&e);
-    json_decref(empty);
-    if (!lit) {
-      node_free(n);
-      return cerr(c, path, "cannot be evaluated: %s", msg);
-    }
-    node_free(n);
-    n = new_node(OP_LIT);
-    if (!n) {
-      json_decref(lit);
-      return -ENOMEM;
-    }
-    n->lit = lit;
-    n->det = true;
-  }
   *out = n;
+  return 0;
+}
+
+/* ---- compile-time evaluation ----------------------------------------------
+ *
+ * flagd-core builds a rule into JavaScript; on the way it evaluates every
+ * maximal constant sub-expression with its interpreter, and a failure there
+ * fails the build (PARSE_ERROR). Below an `if` of fewer than three operands
+ * the interpreter takes over at run time: it prepares ("optimizes") each
+ * operand when first evaluated, evaluating constant parts eagerly except
+ * under lazy operators, so a constant part that cannot be evaluated fails
+ * the operand that contains it, taken branch or not. fold_compiled() and
+ * fold_interp() reproduce both.
+ */
+
+static int eval_const(struct node *n, struct node **lit, const char **msg) {
+  static const struct flags_logic_env none = {.flag_key = ""};
+  struct ev e = {.env = &none, .interp = true};
+  json_t *empty = json_object();
+  struct val ctx = {.k = V_OBJ, .j = empty}, v;
+  int rc = empty ? eval(&e, n, &ctx, &v) : -1;
+  json_t *j = rc == 0 ? to_json(&v, 0) : NULL;
+  *msg = e.err ? e.err : "out of memory";
+  arena_free(&e);
+  json_decref(empty);
+  if (!j)
+    return -1;
+  struct node *l = new_node(OP_LIT);
+  if (!l) {
+    json_decref(j);
+    *msg = "out of memory";
+    return -1;
+  }
+  l->lit = j;
+  l->det = true;
+  *lit = l;
+  return 0;
+}
+
+static int make_fail(struct node **slot, const char *msg) {
+  struct node *f = new_node(OP_FAIL);
+  char *m = strdup(msg);
+  if (!f || !m) {
+    free(f);
+    free(m);
+    return -ENOMEM;
+  }
+  f->fail_msg = m;
+  node_free(*slot);
+  *slot = f;
+  return 0;
+}
+
+static bool is_cmp(enum op op) {
+  return op == OP_EQ || op == OP_SEQ || op == OP_NE || op == OP_SNE ||
+         op == OP_LT || op == OP_LE || op == OP_GT || op == OP_GE;
+}
+
+/* Operators whose operands the interpreter prepares only when it runs them
+ * (json-logic-engine's lazy methods without an idiom rewrite). */
+static bool interp_lazy(const struct node *n) {
+  switch (n->op) {
+  case OP_IF:
+    return n->nargs != 3;
+  case OP_AND:
+  case OP_OR:
+  case OP_MAP:
+  case OP_FILTER:
+  case OP_ALL:
+  case OP_SOME:
+  case OP_NONE:
+  case OP_REDUCE:
+    return true;
+  default:
+    return is_cmp(n->op) && (n->nargs < 2 || n->nargs > 3);
+  }
+}
+
+/* Prepares n for the interpreter. Returns 1 when preparing it fails (msg
+ * says why), 0 when it is ready, or -ENOMEM. */
+static int fold_interp(struct node **slot, const char **msg) {
+  struct node *n = *slot;
+  if (n->op == OP_LIT || n->op == OP_FAIL)
+    return 0;
+  bool lazy = interp_lazy(n);
+  for (size_t i = 0; i < n->nargs; i++) {
+    int rc = fold_interp(&n->args[i], msg);
+    if (rc < 0)
+      return rc;
+    if (rc > 0) {
+      if (!lazy)
+        return 1;
+      if (make_fail(&n->args[i], *msg))
+        return -ENOMEM;
+    }
+  }
+  if (n->op != OP_ARRAY && deterministic(n, false)) {
+    struct node *lit;
+    if (eval_const(n, &lit, msg))
+      return 1;
+    node_free(n);
+    *slot = lit;
+  }
+  return 0;
+}
+
+/* The compiler's checks on literal operands of arithmetic (they throw while
+ * building: PARSE_ERROR). */
+static int arith_checks(struct cc *c, const struct node *n, const char *path) {
+  if ((n->op == OP_SUB || n->op == OP_DIV) && n->list && n->nargs == 0)
+    return cerr(c, path, "%s needs at least one operand", n->name);
+  if (n->op == OP_MOD && n->list && n->nargs < 2)
+    return cerr(c, path, "%% needs at least two operands");
+  if (!n->list)
+    return 0;
+  for (size_t i = 0; i < n->nargs; i++) {
+    const struct node *a = n->args[i];
+    if (a->src_array)
+      return cerr(c, path, "%s: operand %zu is an array or object", n->name, i);
+    if (a->op != OP_LIT)
+      continue;
+    const json_t *x = a->lit;
+    double d = json_is_string(x)   ? flags_js_tonumber(json_string_value(x),
+                                                       json_string_length(x))
+               : json_is_number(x) ? json_number_value(x)
+                                   : 1;
+    if (json_is_string(x) && isnan(d))
+      return cerr(c, path, "%s: operand %zu is not a number", n->name, i);
+    bool divisor = n->op == OP_DIV && (i > 0 || n->nargs == 1);
+    if (divisor && (json_is_string(x) || json_is_number(x)) && d == 0)
+      return cerr(c, path, "division by zero");
+  }
+  return 0;
+}
+
+static int fold_compiled(struct cc *c, struct node **slot, const char *path) {
+  struct node *n = *slot;
+  if (n->op == OP_LIT || n->op == OP_FAIL)
+    return 0;
+  const char *msg = NULL;
+  if (n->op != OP_ARRAY && deterministic(n, false)) {
+    /* constant: evaluated now by the interpreter */
+    int rc = fold_interp(slot, &msg);
+    if (rc < 0)
+      return rc;
+    if (rc > 0 || (*slot)->op != OP_LIT) {
+      struct node *lit;
+      if (rc > 0 || eval_const(*slot, &lit, &msg))
+        return cerr(c, path, "cannot be evaluated: %s", msg);
+      node_free(*slot);
+      *slot = lit;
+    }
+    return 0;
+  }
+  char sub[512];
+  for (size_t i = 0; i < n->nargs; i++) {
+    if (n->op == OP_ARRAY)
+      snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+    else if (n->list)
+      snprintf(sub, sizeof sub, "%s.%s[%zu]", path, n->name, i);
+    else
+      snprintf(sub, sizeof sub, "%s.%s", path, n->name);
+    int rc;
+    if (n->op == OP_IF && n->nargs < 3) {
+      /* not compiled: each operand is prepared by the interpreter */
+      rc = fold_interp(&n->args[i], &msg);
+      if (rc > 0)
+        rc = make_fail(&n->args[i], msg);
+    } else {
+      rc = fold_compiled(c, &n->args[i], sub);
+    }
+    if (rc)
+      return rc;
+  }
+  if (is_arith(n->op))
+    return arith_checks(c, n, path);
   return 0;
 }
 
@@ -2172,7 +2301,12 @@ int flags_logic_compile(const json_t *expr, const json_t *evaluators,
   if (!l)
     return -ENOMEM;
   int rc = compile_node(&c, expr, path, 0, &l->root);
+  if (rc == 0)
+    rc = fold_compiled(&c, &l->root, path);
   if (rc) {
+    if (rc != KEEL_EINVALIDFLAG && rc != -ENOMEM)
+      rc = KEEL_EINVALIDFLAG;
+    node_free(l->root);
     if (rc == -ENOMEM)
       snprintf(err, errlen, "%s: out of memory", path);
     free(l);
