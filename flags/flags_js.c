@@ -19,7 +19,7 @@ size_t flags_js_numstr(double x, char *buf) {
     buf[0] = '-';
     return 1 + flags_js_numstr(-x, buf + 1);
   }
-  if (x < 1e21 && x == floor(x))
+  if (x < 9007199254740992.0 && x == floor(x)) /* exact integers */
     return (size_t)sprintf(buf, "%.0f", x);
   /* Shortest digit string that reads back as x (ECMAScript's k). */
   char e[40];
