@@ -186,6 +186,8 @@ struct chunk {
 
 struct ev {
   const struct flags_logic_env *env;
+  char *stack; /* first arena space, on the evaluating thread's stack */
+  size_t stack_used, stack_size;
   struct chunk *chunks;
   size_t total;
   /* Interpreter semantics instead of the compiled code's: for constant
@@ -203,6 +205,12 @@ struct ev {
 
 static void *arena_alloc(struct ev *e, size_t n) {
   n = (n + 15) & ~(size_t)15;
+  /* most evaluations fit in the caller's stack buffer: no malloc at all */
+  if (e->stack && e->stack_size - e->stack_used >= n) {
+    void *p = e->stack + e->stack_used;
+    e->stack_used += n;
+    return p;
+  }
   struct chunk *c = e->chunks;
   if (!c || c->size - c->used < n) {
     size_t size = n > 4096 ? n : 4096;
@@ -1684,7 +1692,8 @@ int flags_logic_eval(const struct flags_logic *l,
                      const struct flags_logic_env *env, char *buf, size_t bufsz,
                      size_t *len, int *is_null, const char **msg) {
   assert(bufsz > 0);
-  struct ev e = {.env = env};
+  _Alignas(max_align_t) char stack[4096];
+  struct ev e = {.env = env, .stack = stack, .stack_size = sizeof stack};
   struct val root = {.k = V_ROOT, .j = env->ctx}, res;
   int rc = eval(&e, l->root, &root, &res);
   if (rc == 0) {
