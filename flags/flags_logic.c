@@ -201,6 +201,7 @@ struct ev {
    * the comparisons assign; compareCheck() reads it. So in
    * {"<": [A, {"var": "x"}]} the check sees x's value, not A's. */
   struct val prev;
+  size_t steps; /* operations evaluated, bounded by FLAGS_EVAL_MAX_STEPS */
 };
 
 static void *arena_alloc(struct ev *e, size_t n) {
@@ -862,17 +863,40 @@ static int eval_compare(struct ev *e, const struct node *n,
   struct val left, cur;
   if (eval(e, n->args[0], ctx, &left))
     return -1;
-  e->prev = left;
+  if (!e->interp)
+    e->prev = left;
   for (size_t i = 1; i < n->nargs; i++) {
     if (eval(e, n->args[i], ctx, &cur))
       return -1;
     /* compiled: compareCheck(B, prev) with prev as B's code left it; the
-     * interpreter (interp) checks against the left operand */
-    struct val check = e->interp ? left : e->prev;
-    if (compare_check(e, strict, &cur, &check))
-      return -1;
-    if (n->nargs > 2 || e->interp)
-      e->prev = cur;
+     * interpreter checks the operands themselves and adjusts nothing */
+    if (e->interp) {
+      /* comparisonFunc(a, b): strings/null compare as they are, anything
+       * else, once checked, as +a op +b */
+      struct val adjusted = cur;
+      if (compare_check(e, strict, &adjusted, &left))
+        return -1;
+      bool res;
+      if (strict || (str_or_null(&left) && str_or_null(&cur))) {
+        res = js_compare(e, n->op, &left, &cur);
+      } else {
+        struct val na = vnum(to_number(e, &left)),
+                   nb = vnum(to_number(e, &cur));
+        res = js_compare(e, n->op, &na, &nb);
+      }
+      if (!res) {
+        *out = vbool(false);
+        return 0;
+      }
+      left = cur;
+      continue;
+    } else {
+      struct val check = e->prev;
+      if (compare_check(e, strict, &cur, &check))
+        return -1;
+      if (n->nargs > 2)
+        e->prev = cur;
+    }
     if (!js_compare(e, n->op, &left, &cur)) {
       *out = vbool(false);
       return 0;
@@ -883,8 +907,131 @@ static int eval_compare(struct ev *e, const struct node *n,
   return 0;
 }
 
+static int nan_error(struct ev *e) {
+  e->err = "arithmetic on a value that is not a number";
+  return -1;
+}
+
+/* The operand written as one expression ({"+": {"var": "list"}}) or, in the
+ * interpreter, a one-element list of +/- (it unwraps those). Compiled code
+ * reduces an array value with checks only on the running result; the
+ * interpreter coerces. */
+static int eval_arith_single(struct ev *e, const struct node *n,
+                             const struct val *v, struct val *out) {
+  double r = 0, x;
+  bool arr = v->k == V_ARR;
+  size_t len = arr ? arr_len(v) : 0;
+  if (e->interp && (n->op == OP_ADD || n->op == OP_SUB)) {
+    if (!js_truthy(v)) {
+      *out = vnum(0);
+      return 0;
+    }
+    if (!arr) {
+      if (coerce_num(e, v, &x) || isnan(x))
+        return nan_error(e);
+      *out = vnum(n->op == OP_SUB ? -x : x);
+      return 0;
+    }
+    if (n->op == OP_SUB && len == 0)
+      return nan_error(e);
+    for (size_t i = 0; i < len; i++) {
+      struct val it = arr_at(v, i);
+      if (coerce_num(e, &it, &x))
+        return -1;
+      if (n->op == OP_ADD || i == 0)
+        r = (n->op == OP_ADD ? r + x : x);
+      else
+        r -= x;
+    }
+    if (n->op == OP_SUB && len == 1) {
+      *out = vnum(-r); /* -data[0]: no NaN check */
+      return 0;
+    }
+    if (isnan(r))
+      return nan_error(e);
+    *out = vnum(r);
+    return 0;
+  }
+  if (n->op == OP_ADD || n->op == OP_SUB || n->op == OP_DIV)
+    e->prev = *v; /* compiled: (prev = X) */
+  if (n->op == OP_ADD) {
+    if (!arr) {
+      x = is_object_like(v) ? NAN : to_number(e, v);
+      if (isnan(x))
+        return nan_error(e);
+      *out = vnum(x);
+      return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+      struct val it = arr_at(v, i);
+      if (coerce_num(e, &it, &x))
+        return -1;
+      r += x;
+    }
+    *out = vnum(r); /* NaN allowed */
+    return 0;
+  }
+  if (n->op == OP_SUB && !arr) {
+    x = is_object_like(v) ? NAN : to_number(e, v);
+    if (isnan(x))
+      return nan_error(e);
+    *out = vnum(-x);
+    return 0;
+  }
+  size_t min = n->op == OP_MOD ? 2 : n->op == OP_MUL ? 0 : 1;
+  if (!arr || len < min) {
+    e->err = "arithmetic operand is not an array of numbers";
+    return -1;
+  }
+  if (len == 1 && (n->op == OP_SUB || n->op == OP_DIV)) {
+    struct val it = arr_at(v, 0);
+    if (n->op == OP_DIV && !js_truthy(&it))
+      return nan_error(e);
+    if (coerce_num(e, &it, &x))
+      return -1;
+    *out = vnum(n->op == OP_SUB ? -x : 1 / x);
+    return 0;
+  }
+  size_t i = 0;
+  if (n->op == OP_MUL) {
+    r = 1;
+  } else {
+    struct val it = arr_at(v, 0);
+    if (coerce_num(e, &it, &r))
+      return -1;
+    i = 1;
+  }
+  size_t first = i;
+  for (; i < len; i++) {
+    struct val it = arr_at(v, i);
+    /* precoerceNumber(accumulator) throws for a NaN it computed; the first
+     * element was checked as an element */
+    if (i > first && isnan(r))
+      return nan_error(e);
+    if (n->op == OP_DIV && !js_truthy(&it))
+      return nan_error(e);
+    if (coerce_num(e, &it, &x))
+      return -1;
+    r = n->op == OP_MUL   ? r * x
+        : n->op == OP_SUB ? r - x
+        : n->op == OP_DIV ? r / x
+                          : fmod(r, x);
+  }
+  *out = vnum(r); /* a NaN result is returned as it is */
+  return 0;
+}
+
 static int eval_arith(struct ev *e, const struct node *n, const struct val *ctx,
                       struct val *out) {
+  bool unwrap = e->interp && (n->op == OP_ADD || n->op == OP_SUB) && n->list &&
+                n->nargs == 1 && n->args[0]->op != OP_ARRAY;
+  if (!n->list || unwrap) {
+    struct val v;
+    if (eval(e, n->args[0], ctx, &v))
+      return -1;
+    if (!e->interp || n->op == OP_ADD || n->op == OP_SUB)
+      return eval_arith_single(e, n, &v, out);
+  }
   struct val *a;
   size_t na;
   if (eval_args(e, n, ctx, &a, &na))
@@ -1183,9 +1330,10 @@ static int eval_minmax(struct ev *e, const struct node *n,
 /* The selector of map/filter/all/some/none/reduce: `(x || [])`, which must
  * then be an array. */
 static int selector(struct ev *e, const struct node *n, const struct val *ctx,
-                    struct val *sel, bool *empty_array) {
+                    struct val *sel, bool *empty_array, struct val *raw) {
   if (eval(e, n->args[0], ctx, sel))
     return -1;
+  *raw = *sel;
   /* all: compiled code tests the value for an empty array, the
    * interpreter tests `value || []` */
   *empty_array = sel->k == V_ARR && arr_len(sel) == 0;
@@ -1217,16 +1365,16 @@ static int selector(struct ev *e, const struct node *n, const struct val *ctx,
 
 static int eval_iter(struct ev *e, const struct node *n, const struct val *ctx,
                      struct val *out) {
-  struct val sel;
+  struct val sel, raw;
   bool was_empty;
-  if (selector(e, n, ctx, &sel, &was_empty))
+  if (selector(e, n, ctx, &sel, &was_empty, &raw))
     return -1;
   size_t len = arr_len(&sel);
   const struct node *mapper = n->args[1];
   struct val outer_prev = e->prev;
-  if (n->op == OP_ALL) {
-    e->prev = sel;
-    outer_prev = sel;
+  if (n->op == OP_ALL && !e->interp) {
+    e->prev = raw; /* Array.isArray(prev = selector) */
+    outer_prev = raw;
   }
   if (n->op == OP_ALL && was_empty) {
     *out = vbool(false);
@@ -1362,9 +1510,9 @@ static int eval_reduce(struct ev *e, const struct node *n,
                        const struct val *ctx, struct val *out) {
   if (e->interp && n->reduce_idiom)
     return eval_reduce_idiom(e, n, ctx, out);
-  struct val sel, acc;
+  struct val sel, acc, raw;
   bool was_empty;
-  if (selector(e, n, ctx, &sel, &was_empty))
+  if (selector(e, n, ctx, &sel, &was_empty, &raw))
     return -1;
   size_t len = arr_len(&sel), i = 0;
   if (n->nargs > 2) {
@@ -1516,6 +1664,11 @@ static int eval_strop(struct ev *e, const struct node *n, const struct val *ctx,
 
 static int eval(struct ev *e, const struct node *n, const struct val *ctx,
                 struct val *out) {
+  /* iterators multiply work by the size of the data: bound the total */
+  if (++e->steps > FLAGS_EVAL_MAX_STEPS) {
+    e->err = "evaluation exceeds its step limit";
+    return -1;
+  }
   switch (n->op) {
   case OP_LIT:
     *out = jval(n->lit);
@@ -1576,7 +1729,8 @@ static int eval(struct ev *e, const struct node *n, const struct val *ctx,
     struct val miss;
     if (missing_of(e, keys, nopt, ctx, &miss))
       return -1;
-    e->prev = miss;
+    if (!e->interp)
+      e->prev = miss;
     double need = to_number(e, &a[0]);
     if ((double)(nopt - miss.nitems) < need)
       *out = miss;
@@ -1624,7 +1778,8 @@ static int eval(struct ev *e, const struct node *n, const struct val *ctx,
     for (size_t i = 0; i < n->nargs; i++) {
       if (eval(e, n->args[i], ctx, out))
         return -1;
-      e->prev = *out;
+      if (!e->interp)
+        e->prev = *out;
       if (truthy(out) == (n->op == OP_OR))
         return 0;
     }
@@ -1919,10 +2074,8 @@ static int compile_var_key(struct node *n, const json_t *key) {
     len = flags_js_numstr(json_number_value(key), numbuf);
     s = numbuf;
   }
-  if (memmem(s, len, "../", 3)) {
-    n->var_static = false; /* scope climbing: left to the interpreter */
-    return 0;
-  }
+  if (memmem(s, len, "../", 3))
+    return 1; /* json-logic-engine's scope climbing: not supported */
   size_t cap = 1;
   for (size_t i = 0; i < len; i++)
     cap += s[i] == '.';
@@ -2042,8 +2195,10 @@ static int compile_op(struct cc *c, const char *name, enum op op,
     if (key &&
         (json_is_object(key) || json_is_array(key) || json_is_boolean(key))) {
       n->var_static = false;
-    } else if (compile_var_key(n, key)) {
+    } else if ((rc = compile_var_key(n, key)) != 0) {
       node_free(n);
+      if (rc > 0)
+        return cerr(c, path, "'../' (the enclosing scope) is not supported");
       return -ENOMEM;
     }
   }

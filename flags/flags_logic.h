@@ -20,6 +20,9 @@ struct flags_logic;
 #define FLAGS_LOGIC_MAX_REF_DEPTH 8
 /* Memory one evaluation may use for intermediate values. */
 #define FLAGS_EVAL_ARENA_LIMIT (1u << 20)
+/* Operations one evaluation may perform (iterating over context arrays
+ * repeats the body): past it the evaluation fails (GENERAL). */
+#define FLAGS_EVAL_MAX_STEPS 1000000
 
 /* Compiles expr. $ref objects are resolved in evaluators (a JSON object of
  * name -> expression, may be NULL). path names expr in error messages

@@ -66,10 +66,11 @@ function contextValue(key) {
     case 'nested': return chance(0.8) ? { a: { b: scalar(), c: [1, 2, 3] }, n: scalar() } : pick([null, 'str', { a: null }]);
     case 'score': return pick([int(100), int(1000) / 10, '50', 0, -1, null]);
     case 'flag': return pick([true, false, 0, 1, '', 'yes', null]);
+    case 'dotted.key': return scalar();
     default: return scalar();
   }
 }
-const CTX_KEYS = ['targetingKey', 'email', 'age', 'country', 'version', 'tags', 'list', 'plan', 'nested', 'score', 'flag', 'misc'];
+const CTX_KEYS = ['targetingKey', 'email', 'age', 'country', 'version', 'tags', 'list', 'plan', 'nested', 'score', 'flag', 'misc', 'dotted.key'];
 function context() {
   const c = {};
   for (const k of CTX_KEYS) if (chance(k === 'targetingKey' ? 0.85 : 0.6)) c[k] = contextValue(k);
@@ -78,7 +79,8 @@ function context() {
 
 // ---- JsonLogic generator ----
 const VAR_PATHS = ['targetingKey', 'email', 'age', 'country', 'version', 'tags', 'list', 'plan', 'nested.a.b', 'nested.n',
-  'nested.a.c', 'score', 'flag', 'misc', 'missing', 'nested.x.y', '$flagd.flagKey', '$flagd.timestamp', 'tags.0', 'list.length', ''];
+  'nested.a.c', 'score', 'flag', 'misc', 'missing', 'nested.x.y', '$flagd.flagKey', '$flagd.timestamp', 'tags.0', 'list.length', '',
+  'nested.a.c.1', 'nested.a.c.length', 'dotted\\.key', 'email.length', '$flagd', 'nested.a.b.c.d', 'list.9'];
 function varExpr() {
   const p = pick(VAR_PATHS);
   if (chance(0.25)) return { var: [p, scalar()] };
@@ -100,7 +102,7 @@ function value(d, safe) {
 }
 function value1(d) {
   if (d <= 0 || chance(0.3)) return chance(0.6) ? varExpr() : literal();
-  switch (int(16)) {
+  switch (int(17)) {
     case 0: return { '+': Array.from({ length: 1 + int(3) }, () => numArg(d - 1)) };
     case 1: return { '-': Array.from({ length: 1 + int(2) }, () => numArg(d - 1)) };
     case 2: return { '*': Array.from({ length: 1 + int(3) }, () => numArg(d - 1)) };
@@ -113,9 +115,11 @@ function value1(d) {
     case 9: return { map: [arrArg(d - 1), pick([{ '*': [{ var: '' }, 2] }, { cat: ['x', { var: '' }] }, { var: '' }, { '+': [{ var: '' }, 1] }])] };
     case 10: return { filter: [arrArg(d - 1), pick([{ '>': [{ var: '' }, 2] }, { '==': [{ var: '' }, 'beta'] }, { var: '' }, { '!': { var: '' } }])] };
     case 11: return { reduce: [arrArg(d - 1), pick([{ '+': [{ var: 'current' }, { var: 'accumulator' }] }, { cat: [{ var: 'accumulator' }, { var: 'current' }] }, { max: [{ var: 'current' }, { var: 'accumulator' }] }])].concat(chance(0.7) ? [pick([0, '', 10])] : []) };
-    case 12: return { if: [cond(d - 1), value(d - 1), value(d - 1)] };
+    case 12: return chance(0.7) ? { if: [cond(d - 1), value(d - 1), value(d - 1)] } : { if: [cond(d - 1), value(d - 1)] };
     case 13: return { missing: Array.from({ length: 1 + int(3) }, () => pick(VAR_PATHS)) };
     case 14: return { [pick(['or', 'and'])]: Array.from({ length: 1 + int(3) }, () => value(d - 1)) };
+    case 15: // operands given as one expression instead of a list
+      return { [pick(['+', '-', '*', 'cat', 'merge', 'min', 'max', '!', '!!', 'in', 'substr', 'missing'])]: pick([varExpr(), { var: 'list' }, { var: 'tags' }, { merge: [{ var: 'list' }, 1] }, scalar()]) };
     default: return varExpr();
   }
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -24,6 +25,7 @@ static const char *ev(const char *rule, const char *ctx) {
   json_t *r = json_loads(rule, 0, &je);
   assert_non_null(r);
   json_t *c = ctx ? json_loads(ctx, 0, &je) : NULL;
+  assert_true(!ctx || c);
   struct flags_logic *l;
   char err[256];
   int rc = flags_logic_compile(r, NULL, "targeting", &l, err, sizeof err);
@@ -282,6 +284,12 @@ static void test_compile_errors(void **state) {
                    KEEL_EINVALIDFLAG);
   assert_string_equal(err, "t: an operation must have exactly one key");
   json_decref(r);
+  r = json_loads("{\"map\": [{\"var\": \"l\"}, {\"var\": \"../x\"}]}", 0, NULL);
+  assert_int_equal(flags_logic_compile(r, NULL, "t", &l, err, sizeof err),
+                   KEEL_EINVALIDFLAG);
+  assert_string_equal(err,
+                      "t.map[1]: '../' (the enclosing scope) is not supported");
+  json_decref(r);
   r = json_loads("{\"and\": [{\"$ref\": \"x\"}]}", 0, NULL);
   assert_int_equal(flags_logic_compile(r, NULL, "t", &l, err, sizeof err),
                    KEEL_EINVALIDFLAG);
@@ -307,6 +315,44 @@ static void test_compile_errors(void **state) {
   for (int i = 0; i < 100; i++)
     strcat(deep, "]}");
   assert_string_equal(ev(deep, NULL), "<parse>");
+}
+
+static void test_limits(void **state) {
+  (void)state;
+  /* 100 arrays of 4000: iterating them all is 1.2M operations, past the
+   * step limit; no memory is needed, so the step limit is what stops it */
+  size_t cap = 100 * 4000 * 2 + 1000;
+  char *ctx = malloc(cap);
+  char *p = ctx + sprintf(ctx, "{\"l\": [");
+  for (int i = 0; i < 100; i++) {
+    *p++ = i ? ',' : ' ';
+    *p++ = '[';
+    for (int j = 0; j < 4000; j++) {
+      if (j)
+        *p++ = ',';
+      *p++ = '1';
+    }
+    *p++ = ']';
+  }
+  strcpy(p, "]}");
+  const char *rule = "{\"some\": [{\"var\": \"l\"}, {\"some\": [{\"var\": "
+                     "\"\"}, {\"==\": [{\"var\": \"\"}, -1]}]}]}";
+  EV(rule, ctx, "<error>");
+  /* the same over a tenth of the data is within the limit */
+  strcpy(ctx + 7 + 10 * 8002, "]}");
+  EV(rule, ctx, "false");
+  free(ctx);
+  /* a string built up past the memory limit fails, it does not grow */
+  char *big = malloc(20000);
+  strcpy(big, "{\"l\": [0");
+  for (int i = 1; i < 5000; i++)
+    strcat(big, ",1");
+  strcat(big, "]}");
+  EV("{\"reduce\": [{\"var\": \"l\"}, {\"cat\": [{\"var\": "
+     "\"accumulator\"}, \"0123456789012345678901234567890123456789\"]}, "
+     "\"\"]}",
+     big, "<error>");
+  free(big);
 }
 
 static void test_js_helpers(void **state) {
@@ -341,6 +387,7 @@ int main(void) {
       cmocka_unit_test(test_sem_ver),
       cmocka_unit_test(test_fractional),
       cmocka_unit_test(test_compile_errors),
+      cmocka_unit_test(test_limits),
       cmocka_unit_test(test_js_helpers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
