@@ -14,6 +14,10 @@
  *    NaN result or a division by zero fails the evaluation.
  *  - var returns its default (or null) when the value is missing *or null*.
  *  - cat joins with JavaScript's String(): null becomes "null".
+ *  - an arithmetic operand written as one expression ({"+": {"var": "l"}})
+ *    reduces the array it yields, checking only the running result.
+ *  - the compiled code's shared `prev` variable (see struct ev) decides
+ *    what a comparison checks its right operand against.
  *  - a sub-expression with no data dependency is evaluated once at compile
  *    time (flagd-core "inlines" it), with the interpreter's semantics (cat
  *    skips null there); if that evaluation fails, the rule fails to compile,
@@ -1348,13 +1352,17 @@ static int selector(struct ev *e, const struct node *n, const struct val *ctx,
      * characters, nothing for other values */
     if (e->interp &&
         (n->op == OP_SOME || n->op == OP_ALL || n->op == OP_NONE)) {
-      size_t len = sel->k == V_STR && is_ascii(sel->s, sel->len) ? sel->len : 0;
+      size_t len = sel->k == V_STR ? sel->len : 0, m = 0;
       struct val *chars = len ? arena_alloc(e, len * sizeof *chars) : NULL;
       if (len && !chars)
         return -1;
-      for (size_t i = 0; i < len; i++)
-        chars[i] = vstr(sel->s + i, 1);
-      *sel = make_arr(chars, len);
+      for (size_t i = 0; i < len;) {
+        size_t start = i++;
+        while (i < len && ((unsigned char)sel->s[i] & 0xC0) == 0x80)
+          i++; /* one character (a UTF-16 pair counts as one here) */
+        chars[m++] = vstr(sel->s + start, i - start);
+      }
+      *sel = make_arr(chars, m);
       return 0;
     }
     e->err = "iterating over a value that is not an array";

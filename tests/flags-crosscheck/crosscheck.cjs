@@ -40,7 +40,7 @@ const chance = (p) => rnd() < p;
 
 // ---- contexts ----
 const USERS = ['user-1', 'user-2', 'alice', 'bob', 'carol@example.com', 'u-42', 'X', 'tenant/7', 'a.b.c', '12345'];
-const STRINGS = ['DE', 'US', 'fr', 'pro', 'free', 'beta', '', 'abc', 'a@example.com', 'b@test.org', 'v1.2.3', '42', '3.5', ' 7 ', '0x10', 'true', 'null', 'red', 'on', 'off'];
+const STRINGS = ['DE', 'US', 'fr', 'Müller', 'ß', '日本', 'é', 'pro', 'free', 'beta', '', 'abc', 'a@example.com', 'b@test.org', 'v1.2.3', '42', '3.5', ' 7 ', '0x10', 'true', 'null', 'red', 'on', 'off'];
 const VERSIONS = ['1.2.3', 'v2.0.0', '2.0.0-beta.1', '2.0.0-alpha', '1.2', '2', '1.10.0', 'bad', '01.2.3', '1.2.3+build.5', 'V3.1.4', '2.0.0-rc.1', '2.0.0-rc.10'];
 function scalar() {
   switch (int(7)) {
@@ -227,6 +227,11 @@ function flagFile() {
       const name = 'rule' + i;
       file.$evaluators[name] = cond(2);
       evaluators.push(name);
+    }
+    // an evaluator may use one listed after it (flagd-core expands $refs
+    // in the order the evaluators are listed)
+    for (let i = 0; i + 1 < evaluators.length; i++) {
+      if (chance(0.4)) file.$evaluators[evaluators[i]] = { [pick(['and', 'or'])]: [file.$evaluators[evaluators[i]], { $ref: evaluators[i + 1] }] };
     }
   }
   const types = {};
