@@ -350,8 +350,44 @@ int flags_validate_evaluators(const char *json, size_t len, char *err,
   return rc;
 }
 
-/* ---- sets ------------------------------------------------------------------
- */
+/* ---- writes under /flags/ ---- */
+
+int flags_validate_write(const char *key, size_t keylen, const char *value,
+                         size_t len, const char *evaluators_json,
+                         size_t evaluators_len, char *err, size_t errlen) {
+  static const char prefix[] = "/flags/";
+  const size_t pl = sizeof prefix - 1;
+  if (!key || keylen < pl || memcmp(key, prefix, pl) != 0)
+    return 0;
+  const char *set = key + pl, *end = key + keylen;
+  const char *slash = memchr(set, '/', (size_t)(end - set));
+  char msg[400];
+  int rc;
+  if (keylen > pl + 2 * FLAGS_MAX_KEY_BYTES + 1)
+    return seterr(err, errlen, KEEL_EINVALIDFLAG,
+                  "%.*s...: key too long for a flag", 64, key);
+  if (!slash || slash == set || slash + 1 == end)
+    return seterr(err, errlen, KEEL_EINVALIDFLAG,
+                  "%.*s: flags live at /flags/<set>/<flag-key>", (int)keylen,
+                  key);
+  char name[2 * FLAGS_MAX_KEY_BYTES + 2];
+  size_t nl = (size_t)(end - slash - 1);
+  memcpy(name, slash + 1, nl);
+  name[nl] = 0;
+  if (memchr(name, 0, nl))
+    return seterr(err, errlen, KEEL_EINVALIDFLAG,
+                  "%.*s: a flag key must not contain NUL", (int)keylen, key);
+  if (strcmp(name, "$evaluators") == 0)
+    rc = flags_validate_evaluators(value, len, msg, sizeof msg);
+  else
+    rc = flags_validate_flag(name, value, len, evaluators_json, evaluators_len,
+                             msg, sizeof msg);
+  if (rc)
+    seterr(err, errlen, rc, "%.*s: %s", (int)keylen, key, msg);
+  return rc;
+}
+
+/* ---- sets ---- */
 
 static int cmp_flag(const void *a, const void *b) {
   const struct flag *x = *(struct flag *const *)a,

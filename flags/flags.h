@@ -61,6 +61,18 @@ int flags_validate_flag(const char *key, const char *json, size_t len,
                         const char *evaluators_json, size_t evaluators_len,
                         char *err, size_t errlen);
 
+/* Checks a write of `value` to the store key `key` (keylen bytes) under
+ * /flags/: /flags/SET/$evaluators must hold valid evaluators, /flags/SET/KEY
+ * a valid definition for flag KEY whose $refs resolve in evaluators_json
+ * (the set's current $evaluators, or NULL). Any other key under /flags/ is
+ * refused. Messages start with the key, e.g. "/flags/web/new-ui:
+ * variants.on: all variants must be boolean". A key outside /flags/ returns
+ * 0 (not a flag). Changing $evaluators can break stored flags' $refs: the
+ * caller checks each flag of the set against the new document. */
+int flags_validate_write(const char *key, size_t keylen, const char *value,
+                         size_t len, const char *evaluators_json,
+                         size_t evaluators_len, char *err, size_t errlen);
+
 /* Checks an $evaluators document: an object of name -> JsonLogic. */
 int flags_validate_evaluators(const char *json, size_t len, char *err,
                               size_t errlen);
@@ -76,16 +88,22 @@ int flags_validate_file(const char *json, size_t len, char *err, size_t errlen);
 struct flags_set;
 struct flags_builder;
 
-/* Compiles a flagd flags file into *out (refcount 1). Every definition must
- * pass flags_validate_file(). */
+/* Compiles a flagd flags file into *out (refcount 1). The structure of
+ * every definition must be valid (as flags_validate_file() checks); a flag
+ * whose targeting does not compile (or uses a broken evaluator) is kept and
+ * answers ERROR/PARSE_ERROR, as flagd-core does. On error *out is unchanged
+ * and nothing is allocated. */
 int flags_set_from_file(const char *json, size_t len, struct flags_set **out,
                         char *err, size_t errlen);
 
 /* Builds a set from keel's stored layout, one key at a time: create a
- * builder, give it the $evaluators document (optional) and each flag, then
- * build. A flag whose definition fails validation is refused by
- * flags_builder_add() (and not added). The builder owns copies of what it is
- * given. flags_builder_build() may be called once; free the builder after. */
+ * builder, give it the $evaluators document first (optional; -EINVAL once a
+ * flag was added) and then each flag, then build. A flag whose structure is
+ * invalid is refused by flags_builder_add() (and not added; the builder
+ * stays usable); a flag whose targeting does not compile against the given
+ * evaluators is added and answers PARSE_ERROR. The builder keeps what it
+ * needs. flags_builder_build() fails for a key added twice; it may succeed
+ * once, after which the builder can only be freed. */
 struct flags_builder *flags_builder_new(void);
 int flags_builder_set_evaluators(struct flags_builder *b, const char *json,
                                  size_t len, char *err, size_t errlen);

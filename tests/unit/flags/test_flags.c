@@ -128,6 +128,50 @@ static void test_validate_evaluators_and_file(void **state) {
   assert_int_equal(flags_validate_file(f3, strlen(f3), err, sizeof err), 0);
 }
 
+static void test_validate_write(void **state) {
+  (void)state;
+  const char *bad = "{\"state\": \"ENABLED\", \"variants\": {\"off\": "
+                    "false, \"on\": 1}}";
+  const char *k = "/flags/web/new-ui";
+  assert_int_equal(flags_validate_write(k, strlen(k), bad, strlen(bad), NULL, 0,
+                                        err, sizeof err),
+                   KEEL_EINVALIDFLAG);
+  assert_string_equal(err,
+                      "/flags/web/new-ui: variants.on: all variants must be "
+                      "boolean");
+  const char *good = "{\"state\": \"ENABLED\", \"variants\": {\"on\": "
+                     "true}, \"targeting\": {\"$ref\": \"beta\"}}";
+  const char *evs = "{\"beta\": {\"==\": [{\"var\": \"plan\"}, \"beta\"]}}";
+  assert_int_equal(flags_validate_write(k, strlen(k), good, strlen(good), evs,
+                                        strlen(evs), err, sizeof err),
+                   0);
+  assert_int_equal(flags_validate_write(k, strlen(k), good, strlen(good), NULL,
+                                        0, err, sizeof err),
+                   KEEL_EINVALIDFLAG);
+  const char *ek = "/flags/web/$evaluators";
+  assert_int_equal(flags_validate_write(ek, strlen(ek), evs, strlen(evs), NULL,
+                                        0, err, sizeof err),
+                   0);
+  assert_int_equal(
+      flags_validate_write(ek, strlen(ek), "[]", 2, NULL, 0, err, sizeof err),
+      KEEL_EINVALIDFLAG);
+  assert_string_equal(err, "/flags/web/$evaluators: $evaluators: must be an "
+                           "object of name -> JsonLogic");
+  const char *deep = "/flags/web/a/b";
+  assert_int_equal(flags_validate_write(deep, strlen(deep), good, strlen(good),
+                                        evs, strlen(evs), err, sizeof err),
+                   KEEL_EINVALIDFLAG);
+  const char *setonly = "/flags/web";
+  assert_int_equal(flags_validate_write(setonly, strlen(setonly), "1", 1, NULL,
+                                        0, err, sizeof err),
+                   KEEL_EINVALIDFLAG);
+  assert_string_equal(err, "/flags/web: flags live at /flags/<set>/<flag-key>");
+  const char *other = "/config/app";
+  assert_int_equal(flags_validate_write(other, strlen(other), "x", 1, NULL, 0,
+                                        err, sizeof err),
+                   0);
+}
+
 static const char *FILE_JSON =
     "{\"$evaluators\": {\"isPro\": {\"==\": [{\"var\": \"plan\"}, \"pro\"]}},"
     " \"metadata\": {\"team\": \"web\"},"
@@ -368,6 +412,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation_errors),
       cmocka_unit_test(test_validate_evaluators_and_file),
+      cmocka_unit_test(test_validate_write),
       cmocka_unit_test(test_reasons),
       cmocka_unit_test(test_file_refused),
       cmocka_unit_test(test_builder_and_parse_error),
