@@ -142,10 +142,10 @@ static int compile_flag(const char *key, json_t *def, const json_t *evaluators,
   if (rc)
     return rc;
   if (!json_is_object(def))
-    return seterr(err, errlen, KEEL_EINVALIDFLAG,
-                  "%s%s: a flag definition must be a JSON object, not %s",
-                  prefix, *prefix ? "definition" : "definition",
-                  json_kind(def));
+    return seterr(
+        err, errlen, KEEL_EINVALIDFLAG,
+        "%sdefinition: a flag definition must be a JSON object, not %s", prefix,
+        json_kind(def));
   const char *k;
   json_t *v;
   json_object_foreach(def, k, v) {
@@ -683,8 +683,7 @@ int flags_evaluate(const struct flags_set *s, const char *key,
                    struct flags_result *res) {
   if (!s || !key || !res)
     return -EINVAL;
-  memset(res, 0, sizeof *res - sizeof res->error_message);
-  res->error_message[0] = 0;
+  memset(res, 0, sizeof *res);
   const struct flag *f = find(s, key);
   if (!f) {
     fail(res, FLAGS_ERROR_FLAG_NOT_FOUND, "flag '%s' not found", key);
