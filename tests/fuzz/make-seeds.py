@@ -144,3 +144,29 @@ peer = {
 }
 for name, data in peer.items():
     write("fuzz_peer_frame", name, data)
+
+# --- fuzz_watch_hub: every byte is a choice of the driver ----------------
+# (fuzz_watch_hub.c: pick(n) reads one byte for n <= 256, value % n.)
+# A scripted start: limits, no initial history, no failures, then
+# create-watch / write / drain / catch-up cycles; and pseudo-random runs of
+# several lengths (fixed seeds, so the files do not change).
+import random
+
+head = bytes([1,            # scan_limit: none (pick(3) != 0)
+              5, 200, 10, 255, 3,  # backlogs, max_batch_events
+              0,            # no initial history
+              63])          # fail rate: none
+cycle = bytes([45, 0, 0, 1, 0, 0, 0, 0,  # watch: stream 0, key "a", exact,
+                                          # start now, flags 0
+               10, 1, 0, 0, 1, 1,        # write: one put of "a" = "v1"
+               60, 0, 99, 5,             # drain stream 0
+               80, 9, 199])              # catch-up
+write("fuzz_watch_hub", "scripted", head + cycle * 8)
+for n, size in enumerate([64, 512, 2048, 8192]):
+    rnd = random.Random(1000 + n)
+    write("fuzz_watch_hub", f"random_{size}",
+          bytes(rnd.getrandbits(8) for _ in range(size)))
+short = bytearray(head)
+short[-1] = 0  # pick(64) == 0: allocations fail
+write("fuzz_watch_hub", "short_of_memory",
+      bytes(short) + bytes(random.Random(7).getrandbits(8) for _ in range(1024)))
