@@ -15,7 +15,10 @@
  *      half-closes, and reads until the transport closes the connection —
  *      the whole receive path. Seeds that begin with fuzz-b's valid Hello
  *      get past the handshake, so later frames reach on_frame, which checks
- *      the frame it is given re-encodes within the frame limit.
+ *      the frame it is given is no Hello, is attributed to fuzz-b and
+ *      re-encodes within the frame limit. Afterwards: frames were delivered
+ *      only if the input starts with a Hello fuzz-a must accept, and no more
+ *      than the complete frames after it.
  *
  * The transport must close every connection once the input is consumed (it
  * got EOF); one still open after GUARD_MS is reported as a hang (abort).
@@ -71,12 +74,36 @@ static void roundtrip(const uint8_t *body, size_t len) {
   free(b);
 }
 
+/* What the input holds, by the wire format: complete frames, and whether
+ * the first one is a Hello the transport must accept (fuzz-b's). */
+static size_t input_frames;
+static int input_hello_ok;
+static size_t delivered;
+
+static int is_good_hello(const Keelraft__PeerFrame *f) {
+  const Keelraft__Hello *h = f->hello;
+  return f->body_case == KEELRAFT__PEER_FRAME__BODY_HELLO &&
+         h->protocol_version == PEER_PROTOCOL_VERSION &&
+         h->cluster_id == 0x1111 && h->member_id == 2 && h->cluster_token &&
+         strcmp(h->cluster_token, "fuzz-token") == 0 && h->member_name &&
+         strcmp(h->member_name, "fuzz-b") == 0;
+}
+
 static void split_frames(const uint8_t *p, size_t size) {
+  input_frames = 0;
+  input_hello_ok = 0;
   while (size >= 4) {
     size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 |
                  (size_t)p[3];
     if (len > FUZZ_MAX_FRAME || len > size - 4)
       return;
+    if (input_frames == 0) {
+      Keelraft__PeerFrame *f = keelraft__peer_frame__unpack(NULL, len, p + 4);
+      input_hello_ok = f && is_good_hello(f);
+      if (f)
+        keelraft__peer_frame__free_unpacked(f, NULL);
+    }
+    input_frames++;
     roundtrip(p + 4, len);
     p += 4 + len;
     size -= 4 + len;
@@ -93,6 +120,7 @@ static void on_frame(void *ctx, uint64_t from, const Keelraft__PeerFrame *f) {
         "on_frame got a Hello or an empty frame");
   CHECK(keelraft__peer_frame__get_packed_size(f) <= FUZZ_MAX_FRAME,
         "delivered frame re-encodes past max_frame_bytes");
+  delivered++;
 }
 
 struct client {
@@ -210,6 +238,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!transport)
     setup();
   split_frames(data, size);
+  delivered = 0;
   over_tcp(data, size);
+  /* Only what follows fuzz-b's Hello is delivered, each frame at most once */
+  CHECK(delivered == 0 || input_hello_ok, "a frame delivered without Hello");
+  CHECK(delivered == 0 || delivered < input_frames,
+        "more frames delivered than the input holds after its Hello");
   return 0;
 }
