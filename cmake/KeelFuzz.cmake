@@ -17,7 +17,9 @@
 #   LLVMFuzzerTestOneInput, and registers two ctest tests labelled "fuzz":
 #     NAME_corpus  replays every file of tests/fuzz/corpus/NAME (regression)
 #     NAME_short   fuzzes for KEEL_FUZZ_SECONDS (default 10) from that corpus
-#   The corpus folder must exist and hold at least one seed.
+#   The corpus folder must exist and hold at least one seed. A libFuzzer
+#   dictionary tests/fuzz/NAME.dict, if present, is used by the fuzzing run
+#   (and by scripts/fuzz.sh).
 
 set(KEEL_FUZZ_ENABLED OFF)
 if(KEEL_FUZZ)
@@ -61,9 +63,13 @@ function(keel_fuzz_target name)
   set(work ${CMAKE_BINARY_DIR}/fuzz-work/${name})
   add_test(NAME ${name}_corpus
            COMMAND ${run} replay $<TARGET_FILE:${name}> ${corpus} ${work}/replay)
+  set(dict ${CMAKE_SOURCE_DIR}/tests/fuzz/${name}.dict)
+  if(NOT EXISTS ${dict})
+    set(dict "")
+  endif()
   add_test(NAME ${name}_short
            COMMAND ${run} fuzz $<TARGET_FILE:${name}> ${corpus} ${work}/short
-                   ${KEEL_FUZZ_SECONDS} ${F_MAX_LEN})
+                   ${KEEL_FUZZ_SECONDS} ${F_MAX_LEN} ${dict})
   math(EXPR timeout "${KEEL_FUZZ_SECONDS} + 60")
   set_tests_properties(${name}_corpus PROPERTIES LABELS fuzz TIMEOUT 60)
   set_tests_properties(${name}_short PROPERTIES LABELS fuzz TIMEOUT ${timeout})

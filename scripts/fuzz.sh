@@ -8,7 +8,8 @@
 # to libFuzzer as -max_len (default: its own). No TARGET means every
 # target in build-fuzz/fuzz/. Each run works in build-fuzz/fuzz-runs/TARGET/
 # (corpus/ starts as a copy of tests/fuzz/corpus/TARGET and keeps what the run
-# found; artifacts/ holds any crashing input; log is libFuzzer's output).
+# found; artifacts/ holds any crashing input; log is libFuzzer's output);
+# tests/fuzz/TARGET.dict, if present, is its libFuzzer dictionary.
 # Prints one Markdown table line per target, ready for docs/security.md:
 #   | target | date (UTC) | seconds | executions | exec/s | cov | ft | result |
 # Exits non-zero if any target crashed, leaked, hung or tripped a sanitizer.
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
   case $1 in
   --seconds) seconds=$2; shift 2 ;;
   --max-len) max_len=$2; shift 2 ;;
-  -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
   -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
   *) targets+=("$1"); shift ;;
   esac
@@ -41,6 +42,8 @@ lines=()
 for t in "${targets[@]}"; do
   bin=build-fuzz/fuzz/$t
   seeds=tests/fuzz/corpus/$t
+  dict=tests/fuzz/$t.dict
+  [ -f "$dict" ] || dict=
   [ -x "$bin" ] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
   work=build-fuzz/fuzz-runs/$t
   rm -rf "$work"
@@ -50,6 +53,7 @@ for t in "${targets[@]}"; do
   echo "== $t: $seconds s from $(find "$seeds" -type f | wc -l) seeds" >&2
   rc=0
   "$bin" "$work/corpus" -max_total_time="$seconds" ${max_len:+-max_len="$max_len"} \
+    ${dict:+-dict="$dict"} \
     -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/" \
     -print_final_stats=1 >"$work/log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)

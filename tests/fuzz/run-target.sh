@@ -4,8 +4,8 @@
 #   run-target.sh replay BINARY SEEDS WORK
 #       Runs every file of SEEDS once: a seed that crashes, leaks or trips a
 #       sanitizer fails the test (the corpus as a regression suite).
-#   run-target.sh fuzz BINARY SEEDS WORK SECONDS MAX_LEN
-#       Fuzzes for SECONDS from SEEDS. New inputs go to WORK/corpus (wiped
+#   run-target.sh fuzz BINARY SEEDS WORK SECONDS MAX_LEN [DICT]
+#       Fuzzes for SECONDS from SEEDS (with the libFuzzer dictionary DICT). New inputs go to WORK/corpus (wiped
 #       first, so nothing grows across runs), never into the source tree; a
 #       crashing input is kept in WORK/artifacts/ and the test fails.
 set -euo pipefail
@@ -24,7 +24,9 @@ replay)
   "$bin" -artifact_prefix="$work/artifacts/" "${files[@]}" >"$log" 2>&1 || rc=$?
   ;;
 fuzz)
+  dict=${7:-}
   "$bin" "$work/corpus" "$seeds" -max_total_time="$5" -max_len="$6" \
+    ${dict:+-dict="$dict"} \
     -timeout=10 -rss_limit_mb=1024 -artifact_prefix="$work/artifacts/" \
     -print_final_stats=1 >"$log" 2>&1 || rc=$?
   ;;
