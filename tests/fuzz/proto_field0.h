@@ -7,8 +7,9 @@
  * byte form, which unpack() refuses. So encode(decode(x)) does not decode:
  * a client request embedded in a log entry (decision 0003) would make the
  * entry undecodable on every node. tests/fuzz/crashes/README.md has the
- * reproducers. Until keel's decode path refuses such messages, the targets
- * skip the round-trip check for them (and only for them).
+ * reproducers. keel_pb_unpack() (proto/keel_pb.h) now refuses such
+ * input before protobuf-c sees it; the targets assert that nothing it
+ * accepts carries a field 0.
  */
 #ifndef KEEL_FUZZ_PROTO_FIELD0_H
 #define KEEL_FUZZ_PROTO_FIELD0_H
