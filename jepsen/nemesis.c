@@ -196,8 +196,9 @@ int jepsen_grudge_make(enum jepsen_partition v, int n, int leader,
   }
   case JEPSEN_PART_RING: {
     /* Nodes on a random ring; the node at position p sees the majority of
-     * m positions starting (m-1)/2 before it. For odd n the windows are
-     * centred, so seeing is symmetric; for even n it is directed. */
+     * m positions starting (m-1)/2 before it. For odd m (n = 4, 5) the
+     * windows are centred, so seeing is symmetric; otherwise (n = 3, 6, 7)
+     * it is directed, as in Jepsen's majorities-ring. */
     int m = n / 2 + 1;
     for (int p = 0; p < n; p++) {
       uint32_t sees = 0;

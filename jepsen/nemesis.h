@@ -111,7 +111,9 @@ struct jepsen_grudge {
 /* Computes the grudge of a partition variant over n nodes (2..7); leader is
  * the leader's index or -1 when unknown (then a random node stands in).
  * Returns 0 or -EINVAL. Properties (the unit tests check them):
- *   halves/leader/bridge/ring: drop is symmetric, no node drops itself;
+ *   no node drops itself;
+ *   halves, leader, bridge: drop is symmetric (ring too when n is 4 or 5;
+ *         for 3 nodes a ring of majorities can only be directed);
  *   halves, leader: the nodes form exactly two groups, fully cut;
  *   ring: every node sees (does not drop) exactly a majority including
  *         itself, and no two nodes see the same majority when n >= 5;
