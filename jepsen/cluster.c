@@ -763,9 +763,11 @@ int jepsen_cluster_ctl(const struct jepsen_cluster *c, uint32_t mask,
   int rc = jepsen_run(&cmd, timeout + 2.0, out, cap, status, timed_out);
   if (rc == 0 &&
       (*timed_out || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0)) {
+    /* etcdctl's own error line beats the client library's warnings. */
+    const char *e = strstr(errbuf, "Error:");
     size_t l = strlen(out);
     if (l + 1 < cap)
-      snprintf(out + l, cap - l, "%s", errbuf);
+      snprintf(out + l, cap - l, "%s", e ? e : errbuf);
   }
   return rc;
 }

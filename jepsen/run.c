@@ -66,6 +66,7 @@ struct opts {
   double time_limit, interval, op_timeout, settle, check_limit;
   uint64_t seed;
   enum jepsen_net_mode net;
+  bool unsafe_reads;
 };
 
 /* One completed op, for the plot and the timeline. */
@@ -264,7 +265,18 @@ static int leader_of(struct run *r) {
 /* Removes node i from the cluster and stops it; its next start uses a
  * fresh data directory. */
 static int member_out(struct run *r, int i, char *err, size_t errlen) {
-  int rc = r->c.target->member_remove(&r->c, i, err, errlen);
+  /* etcd refuses reconfiguration until every member it counts on has been
+   * connected for 5 s (a member re-added by the previous heal may not
+   * have): retry for at most half an interval. */
+  double deadline = jepsen_now() + r->o.interval / 2;
+  int rc;
+  for (;;) {
+    rc = r->c.target->member_remove(&r->c, i, err, errlen);
+    if (rc == 0 || g_stop_signal || jepsen_now() >= deadline)
+      break;
+    struct timespec ts = {0, 250 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   if (rc != 0)
     return rc;
   jepsen_node_kill(&r->c, i);
@@ -350,7 +362,22 @@ static void fault_start(struct run *r, struct jepsen_fault f) {
     snprintf(what + wl, sizeof(what) - wl, ": %s", c->nodes[i].name);
     rc = member_out(r, i, err, sizeof(err));
     if (rc == 0 && f.variant == JEPSEN_MEMBER_REPLACE) {
-      rc = member_in(r, i, true, err, sizeof(err));
+      /* etcd refuses to add while it counts itself unhealthy right after
+       * the removal: retry for at most half an interval. */
+      double deadline = jepsen_now() + r->o.interval / 2;
+      bool rename = true;
+      do {
+        rc = member_in(r, i, rename, err, sizeof(err));
+        rename = false;
+        if (rc == 0 || g_stop_signal)
+          break;
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      } while (jepsen_now() < deadline);
+      if (rc == 0)
+        err[0] = 0;
+      else
+        r->removed |= 1u << i; /* the heal adds it back */
       wl = strlen(what);
       snprintf(what + wl, sizeof(what) - wl, " -> %s", c->nodes[i].name);
     } else if (rc == 0) {
@@ -359,6 +386,8 @@ static void fault_start(struct run *r, struct jepsen_fault f) {
     break;
   }
   }
+  for (size_t l = strlen(err); l && (err[l - 1] == '\n' || err[l - 1] == ' ');)
+    err[--l] = 0;
   if (err[0])
     r->n_fault_errors++;
   /* The start line already went out; this one records what was hit. */
@@ -438,6 +467,13 @@ static void fault_heal(struct run *r, struct jepsen_fault f) {
   snprintf(what, sizeof(what), "%s %s", jepsen_nemesis_name(f.nemesis),
            jepsen_variant_name(f));
   heal_all(r, err, sizeof(err));
+  if (!err[0] && f.nemesis == JEPSEN_NEM_MEMBER) {
+    /* A member just added is still catching up, and etcd refuses the next
+     * reconfiguration until it has started: give it (bounded) time. */
+    char e[512];
+    jepsen_cluster_wait_healthy(&r->c, (1u << r->c.n) - 1, r->o.interval, e,
+                                sizeof(e));
+  }
   nemesis_event(r, false, what, err[0] ? err : NULL);
 }
 
@@ -626,6 +662,8 @@ static void usage(FILE *out) {
                "         [--concurrency C] [--op-timeout S] [--settle S] "
                "[--check-time-limit S]\n"
                "         [--net netns|loopback] [--seed N] [--run-dir DIR]\n"
+               "         [--unsafe-local-reads]   (harness self-test: must be "
+               "INVALID)\n"
                "       keel-jepsen cleanup\n");
 }
 
@@ -658,6 +696,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       {"net", required_argument, NULL, 'm'},
       {"seed", required_argument, NULL, 'S'},
       {"run-dir", required_argument, NULL, 'd'},
+      {"unsafe-local-reads", no_argument, NULL, 'U'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -738,6 +777,9 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       break;
     case 'd':
       o->run_dir = optarg;
+      break;
+    case 'U':
+      o->unsafe_reads = true;
       break;
     case 'h':
       usage(stdout);
@@ -929,7 +971,8 @@ int jepsen_cmd_test(int argc, char **argv) {
     goto fail;
   fprintf(stderr, "keel-jepsen: %d nodes healthy in %.1f s (slot %d)\n",
           o->nodes, jepsen_now() - t_up, r->c.slot);
-  if (r->w.init(&r->w, &r->c, o->concurrency) != 0) {
+  if (r->w.init(&r->w, &r->c, o->concurrency,
+                o->unsafe_reads ? JEPSEN_WL_UNSAFE_READS : 0) != 0) {
     snprintf(err, sizeof(err), "workload init failed");
     goto fail;
   }
@@ -1050,7 +1093,7 @@ out:
             ":fault-errors %zu},\n"
             " :test {:target \"%s\", :workload \"%s\", :nemesis \"%s\", "
             ":nodes %d, :net :%s, :time-limit %.1f, :interval %.1f, "
-            ":concurrency %d, :seed %" PRIu64 "}}\n",
+            ":concurrency %d, :seed %" PRIu64 ", :unsafe-local-reads %s}}\n",
             all == JEPSEN_VALID ? "true" : "false", vk[all],
             lin == JEPSEN_VALID ? "true" : "false", vk[lin],
             r->w.model == JEPSEN_MODEL_SET ? "set" : "register", keys, es,
@@ -1059,7 +1102,8 @@ out:
             r->n_ok + r->n_fail + r->n_info, r->n_ok, r->n_fail, r->n_info,
             r->n_faults, r->n_fault_errors, o->target, o->workload, o->nemesis,
             o->nodes, o->net == JEPSEN_NET_NETNS ? "netns" : "loopback",
-            o->time_limit, o->interval, o->concurrency, o->seed);
+            o->time_limit, o->interval, o->concurrency, o->seed,
+            o->unsafe_reads ? "true" : "false");
     fclose(res);
   }
   char perr[512] = "";

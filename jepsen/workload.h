@@ -39,6 +39,12 @@ enum jepsen_outcome {
 
 #define JEPSEN_VALUE_MAX 512
 
+/* init flags. UNSAFE_READS (tests of the harness only): reads are served
+ * from the contacted node's local state without a quorum (etcd:
+ * --consistency=s), which is not linearizable; a run with it under
+ * partitions must be found INVALID, proving the pipeline sees anomalies. */
+#define JEPSEN_WL_UNSAFE_READS 1u
+
 struct jepsen_wop {
   uint8_t f;                    /* enum jepsen_f */
   int64_t key;                  /* independent key */
@@ -52,7 +58,7 @@ struct jepsen_workload {
   /* Per-run state; the runner calls init before any client exists and
    * fini after every client is closed. */
   int (*init)(struct jepsen_workload *w, const struct jepsen_cluster *c,
-              int concurrency);
+              int concurrency, unsigned flags);
   void (*fini)(struct jepsen_workload *w);
   /* A client for process `process` talking to node `node`. May be called
    * from any client thread; the thread has joined the clients' network

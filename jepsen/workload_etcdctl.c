@@ -33,6 +33,7 @@
 
 struct reg_state {
   const struct jepsen_cluster *c;
+  bool unsafe_reads;
   atomic_uint_fast64_t ops;
 };
 
@@ -41,12 +42,13 @@ struct reg_client {
 };
 
 static int reg_init(struct jepsen_workload *w, const struct jepsen_cluster *c,
-                    int concurrency) {
+                    int concurrency, unsigned flags) {
   (void)concurrency;
   struct reg_state *s = calloc(1, sizeof(*s));
   if (!s)
     return -ENOMEM;
   s->c = c;
+  s->unsafe_reads = (flags & JEPSEN_WL_UNSAFE_READS) != 0;
   atomic_init(&s->ops, 0);
   w->state = s;
   return 0;
@@ -126,7 +128,9 @@ static enum jepsen_outcome reg_invoke(struct jepsen_workload *w, void *client,
   err[0] = 0;
   snprintf(out_value, cap, "%s", op->value);
   if (op->f == JEPSEN_F_READ) {
-    char *args[] = {"get", key, "--print-value-only", NULL};
+    char *args[] = {"get", key, "--print-value-only",
+                    s->unsafe_reads ? "--consistency=s" : "--consistency=l",
+                    NULL};
     rc = jepsen_cluster_ctl(s->c, 1u << cl->node, args, NULL, timeout, out,
                             sizeof(out), &st, &to);
     if (rc != 0 || to || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
