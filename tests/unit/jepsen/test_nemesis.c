@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,17 @@ static void test_parse(void **state) {
   assert_int_not_equal(jepsen_nemesis_parse("kill,nuke", &m, err, 200), 0);
   assert_non_null(strstr(err, "'nuke'"));
   assert_int_not_equal(jepsen_nemesis_parse("killx", &m, err, 200), 0);
+}
+
+/* Field by field: the struct has padding. */
+static bool same_events(const struct jepsen_sched_event *a,
+                        const struct jepsen_sched_event *b, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (a[k].at != b[k].at || a[k].heal != b[k].heal ||
+        a[k].fault.nemesis != b[k].fault.nemesis ||
+        a[k].fault.variant != b[k].fault.variant)
+      return false;
+  return true;
 }
 
 static void test_schedule_shape(void **state) {
@@ -71,9 +83,9 @@ static void test_schedule_shape(void **state) {
   assert_int_equal(jepsen_schedule(31, 1, 60, 42, a, 64, &na), 0);
   assert_int_equal(jepsen_schedule(31, 1, 60, 42, b, 64, &nb), 0);
   assert_int_equal(na, nb);
-  assert_memory_equal(a, b, na * sizeof(a[0]));
+  assert_true(same_events(a, b, na));
   assert_int_equal(jepsen_schedule(31, 1, 60, 43, b, 64, &nb), 0);
-  assert_true(memcmp(a, b, na * sizeof(a[0])) != 0);
+  assert_false(same_events(a, b, na));
 }
 
 static void test_schedule_covers_variants(void **state) {
