@@ -115,7 +115,7 @@ static int etcd_leader(const struct jepsen_cluster *c, int *leader, char *err,
   int st;
   bool to;
   *leader = -1;
-  int rc = jepsen_cluster_ctl(c, members_running(c) & ~0u, args, NULL, 4.0, out,
+  int rc = jepsen_cluster_ctl(c, members_running(c), args, NULL, 4.0, out,
                               sizeof(out), &st, &to);
   if (rc != 0) {
     snprintf(err, errlen, "etcdctl endpoint status: %s", keel_strerror(rc));
@@ -731,6 +731,14 @@ int jepsen_cluster_ctl(const struct jepsen_cluster *c, uint32_t mask,
                        char *const *args, const char *stdin_text,
                        double timeout, char *out, size_t cap, int *status,
                        bool *timed_out) {
+  /* No endpoint at all would make etcdctl fall back to 127.0.0.1:2379,
+   * which is not ours. */
+  *timed_out = false;
+  *status = -1;
+  if (cap)
+    out[0] = 0;
+  if (!(mask & ((1u << c->n) - 1)))
+    return -ENOENT;
   char eps[512];
   size_t len = (size_t)snprintf(eps, sizeof(eps), "--endpoints=");
   for (int i = 0; i < c->n; i++)

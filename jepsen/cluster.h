@@ -159,9 +159,11 @@ void jepsen_cluster_teardown(struct jepsen_cluster *c);
  * negative code. */
 int jepsen_cleanup(FILE *out);
 
-/* Runs an etcdctl-style command of the target in the clients' namespace
- * with --endpoints of the running members in mask (helper shared by the
- * target rows and the interim client). */
+/* Runs etcdctl in the clients' namespace with --endpoints of the nodes in
+ * mask (helper shared by etcd's row and the interim client). stdout goes
+ * to out; stderr is appended only when the command failed. Returns 0 with
+ * *status / *timed_out set, -ENOENT when mask names no node, or the code of
+ * jepsen_run. */
 int jepsen_cluster_ctl(const struct jepsen_cluster *c, uint32_t mask,
                        char *const *args, const char *stdin_text,
                        double timeout, char *out, size_t cap, int *status,
