@@ -305,21 +305,10 @@ int profiles_parse_properties(const char *buf, size_t len, const char *filename,
                               struct profiles_docs *out,
                               struct profiles_error *err) {
   struct profiles_limits dl;
-  if (!lim) {
-    profiles_limits_default(&dl);
-    lim = &dl;
-  }
-  const char *file = filename ? filename : "<input>";
-  if (!base_profile || !pname_valid(base_profile)) {
-    perr_set(err, NULL, 0, 0, "invalid profile name '%s'",
-             base_profile ? base_profile : "(null)");
-    return -EINVAL;
-  }
-  if (len > lim->max_doc_bytes) {
-    perr_set(err, file, 1, 1, "document is %zu bytes (limit %zu)", len,
-             lim->max_doc_bytes);
-    return KEEL_ELIMIT;
-  }
+  const char *file;
+  int begin = pparse_begin(len, filename, base_profile, &lim, &dl, &file, err);
+  if (begin)
+    return begin;
   /* Refuse invalid UTF-8, naming the first bad byte's position. */
   size_t good = putf8_prefix(buf, len);
   if (good != len) {

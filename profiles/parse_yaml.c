@@ -385,21 +385,10 @@ int profiles_parse_yaml(const char *buf, size_t len, const char *filename,
                         const struct profiles_limits *lim,
                         struct profiles_docs *out, struct profiles_error *err) {
   struct profiles_limits dl;
-  if (!lim) {
-    profiles_limits_default(&dl);
-    lim = &dl;
-  }
-  const char *file = filename ? filename : "<input>";
-  if (!base_profile || !pname_valid(base_profile)) {
-    perr_set(err, NULL, 0, 0, "invalid profile name '%s'",
-             base_profile ? base_profile : "(null)");
-    return -EINVAL;
-  }
-  if (len > lim->max_doc_bytes) {
-    perr_set(err, file, 1, 1, "document is %zu bytes (limit %zu)", len,
-             lim->max_doc_bytes);
-    return KEEL_ELIMIT;
-  }
+  const char *file;
+  int begin = pparse_begin(len, filename, base_profile, &lim, &dl, &file, err);
+  if (begin)
+    return begin;
   int rc = prescan(buf, len, file, lim, err);
   if (rc)
     return rc;

@@ -40,6 +40,14 @@ size_t putf8_prefix(const char *s, size_t n);
 /* Validates an app or profile name (see profiles_key_encode). */
 int pname_valid(const char *s);
 
+/* The checks every parser makes before reading a byte: the base profile's
+ * name and the document size. Sets *lim to the defaults (in *dl) when NULL
+ * and *file to the name used in messages. Returns 0, -EINVAL or
+ * KEEL_ELIMIT with err filled. */
+int pparse_begin(size_t len, const char *filename, const char *base_profile,
+                 const struct profiles_limits **lim, struct profiles_limits *dl,
+                 const char **file, struct profiles_error *err);
+
 /* Profiles one import may produce. */
 #define PDOCS_MAX 256
 

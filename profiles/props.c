@@ -1158,3 +1158,24 @@ int profiles_change_encode(const char *app, const char *profile,
   }
   return rc;
 }
+
+int pparse_begin(size_t len, const char *filename, const char *base_profile,
+                 const struct profiles_limits **lim, struct profiles_limits *dl,
+                 const char **file, struct profiles_error *err) {
+  if (!*lim) {
+    profiles_limits_default(dl);
+    *lim = dl;
+  }
+  *file = filename ? filename : "<input>";
+  if (!base_profile || !pname_valid(base_profile)) {
+    perr_set(err, NULL, 0, 0, "invalid profile name '%s'",
+             base_profile ? base_profile : "(null)");
+    return -EINVAL;
+  }
+  if (len > (*lim)->max_doc_bytes) {
+    perr_set(err, *file, 1, 1, "document is %zu bytes (limit %zu)", len,
+             (*lim)->max_doc_bytes);
+    return KEEL_ELIMIT;
+  }
+  return 0;
+}
