@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <yaml.h>
 
 #include "keel_error.h"
@@ -1166,115 +1167,26 @@ void keel_config_print_help(FILE *out) {
 
 /* --- ids ------------------------------------------------------------------ */
 
-/* SHA-256 (FIPS 180-4), small and slow enough for ids and tests; the store
- * hashes snapshots with its own. */
-struct sha256 {
-  uint32_t h[8];
-  uint8_t buf[64];
-  size_t buf_len;
-  uint64_t total;
-};
-
-static const uint32_t sha_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha256_block(struct sha256 *c, const uint8_t *p) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (int i = 16; i < 64; i++) {
-    uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4],
-           f = c->h[5], g = c->h[6], h = c->h[7];
-  for (int i = 0; i < 64; i++) {
-    uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) +
-                  ((e & f) ^ (~e & g)) + sha_k[i] + w[i];
-    uint32_t t2 =
-        (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & cc) ^ (b & cc));
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = cc;
-    cc = b;
-    b = a;
-    a = t1 + t2;
-  }
-  c->h[0] += a;
-  c->h[1] += b;
-  c->h[2] += cc;
-  c->h[3] += d;
-  c->h[4] += e;
-  c->h[5] += f;
-  c->h[6] += g;
-  c->h[7] += h;
+/* Ids are SHA-256 digests (decision 0651), computed with OpenSSL's
+ * libcrypto, the same implementation the store hashes snapshots with. A
+ * failure here is an allocation failure at start-up: nothing to recover. */
+static EVP_MD_CTX *sha256_begin(void) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
+    abort();
+  return c;
 }
 
-static void sha256_init(struct sha256 *c) {
-  static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
-                                 0xa54ff53a, 0x510e527f, 0x9b05688c,
-                                 0x1f83d9ab, 0x5be0cd19};
-  memcpy(c->h, iv, sizeof iv);
-  c->buf_len = 0;
-  c->total = 0;
+static void sha256_update(EVP_MD_CTX *c, const void *data, size_t len) {
+  if (EVP_DigestUpdate(c, data, len) != 1)
+    abort();
 }
 
-static void sha256_update(struct sha256 *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  c->total += len;
-  while (len > 0) {
-    size_t take = 64 - c->buf_len < len ? 64 - c->buf_len : len;
-    memcpy(c->buf + c->buf_len, p, take);
-    c->buf_len += take;
-    p += take;
-    len -= take;
-    if (c->buf_len == 64) {
-      sha256_block(c, c->buf);
-      c->buf_len = 0;
-    }
-  }
-}
-
-static void sha256_final(struct sha256 *c, uint8_t out[32]) {
-  uint64_t bits = c->total * 8;
-  uint8_t pad = 0x80;
-  sha256_update(c, &pad, 1);
-  pad = 0;
-  while (c->buf_len != 56)
-    sha256_update(c, &pad, 1);
-  uint8_t len_be[8];
-  for (int i = 0; i < 8; i++)
-    len_be[i] = (uint8_t)(bits >> (56 - 8 * i));
-  sha256_update(c, len_be, 8);
-  for (int i = 0; i < 8; i++) {
-    out[4 * i] = (uint8_t)(c->h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)c->h[i];
-  }
-}
-
-void keel_sha256(const void *data, size_t len, uint8_t out[32]) {
-  struct sha256 c;
-  sha256_init(&c);
-  sha256_update(&c, data, len);
-  sha256_final(&c, out);
+static void sha256_end(EVP_MD_CTX *c, uint8_t out[32]) {
+  unsigned n = 0;
+  if (EVP_DigestFinal_ex(c, out, &n) != 1 || n != 32)
+    abort();
+  EVP_MD_CTX_free(c);
 }
 
 static uint64_t id_from_digest(const uint8_t d[32]) {
@@ -1286,14 +1198,13 @@ static uint64_t id_from_digest(const uint8_t d[32]) {
 
 uint64_t keel_config_member_id(const char *name, const char *peer_url,
                                const char *token) {
-  struct sha256 c;
   uint8_t d[32];
-  sha256_init(&c);
-  sha256_update(&c, "keel-member-v1", sizeof "keel-member-v1");
-  sha256_update(&c, name, strlen(name) + 1);
-  sha256_update(&c, peer_url, strlen(peer_url) + 1);
-  sha256_update(&c, token, strlen(token) + 1);
-  sha256_final(&c, d);
+  EVP_MD_CTX *c = sha256_begin();
+  sha256_update(c, "keel-member-v1", sizeof "keel-member-v1");
+  sha256_update(c, name, strlen(name) + 1);
+  sha256_update(c, peer_url, strlen(peer_url) + 1);
+  sha256_update(c, token, strlen(token) + 1);
+  sha256_end(c, d);
   return id_from_digest(d);
 }
 
@@ -1308,17 +1219,16 @@ uint64_t keel_config_cluster_id(const uint64_t *ids, size_t n,
   assert(n <= KEEL_CONFIG_MAX_MEMBERS);
   memcpy(sorted, ids, n * sizeof *ids);
   qsort(sorted, n, sizeof *sorted, cmp_u64);
-  struct sha256 c;
   uint8_t d[32];
-  sha256_init(&c);
-  sha256_update(&c, "keel-cluster-v1", sizeof "keel-cluster-v1");
+  EVP_MD_CTX *c = sha256_begin();
+  sha256_update(c, "keel-cluster-v1", sizeof "keel-cluster-v1");
   for (size_t i = 0; i < n; i++) {
     uint8_t be[8];
     for (int k = 0; k < 8; k++)
       be[k] = (uint8_t)(sorted[i] >> (56 - 8 * k));
-    sha256_update(&c, be, 8);
+    sha256_update(c, be, 8);
   }
-  sha256_update(&c, token, strlen(token));
-  sha256_final(&c, d);
+  sha256_update(c, token, strlen(token));
+  sha256_end(c, d);
   return id_from_digest(d);
 }

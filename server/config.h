@@ -146,7 +146,4 @@ uint64_t keel_config_cluster_id(const uint64_t *ids, size_t n,
 int keel_config_parse_url(const char *text, struct keel_url *out, char *err,
                           size_t errlen);
 
-/* SHA-256 of len bytes at data into out[32]. */
-void keel_sha256(const void *data, size_t len, uint8_t out[32]);
-
 #endif

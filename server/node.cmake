@@ -7,4 +7,5 @@ add_library(keel_server_node STATIC
   ${CMAKE_CURRENT_LIST_DIR}/peer.c)
 target_include_directories(keel_server_node PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(keel_server_node PUBLIC keel::uv keel::yaml keel_proto_peer keel_common
-                      Threads::Threads)
+                      Threads::Threads
+                      PRIVATE keel::openssl) # SHA-256 for member/cluster ids

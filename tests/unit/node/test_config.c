@@ -348,22 +348,14 @@ static void test_three_nodes_agree_on_ids(void **state) {
                        cluster[0]);
 }
 
-static void test_sha256_known_answers(void **state) {
+/* Pinned values: ids are persisted and exchanged between nodes, so the
+ * derivation must never change (decision 0651). */
+static void test_ids_pinned(void **state) {
   (void)state;
-  uint8_t d[32];
-  char hex[65];
-  keel_sha256("abc", 3, d);
-  for (int i = 0; i < 32; i++)
-    snprintf(hex + 2 * i, 3, "%02x", d[i]);
-  assert_string_equal(
-      hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  const char *two_blocks =
-      "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-  keel_sha256(two_blocks, strlen(two_blocks), d);
-  for (int i = 0; i < 32; i++)
-    snprintf(hex + 2 * i, 3, "%02x", d[i]);
-  assert_string_equal(
-      hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  uint64_t n1 = keel_config_member_id("n1", "http://127.0.0.1:2380", "tok-1");
+  assert_true(n1 == 0x696cd98e8c00f698ULL);
+  uint64_t ids[2] = {n1, 7};
+  assert_true(keel_config_cluster_id(ids, 2, "tok-1") == 0x4bbc5ed0827158f9ULL);
 }
 
 static void test_help_lists_every_setting(void **state) {
@@ -480,7 +472,7 @@ int main(void) {
       cmocka_unit_test(test_sizes_and_retention),
       cmocka_unit_test(test_validation_messages),
       cmocka_unit_test(test_three_nodes_agree_on_ids),
-      cmocka_unit_test(test_sha256_known_answers),
+      cmocka_unit_test(test_ids_pinned),
       cmocka_unit_test(test_help_lists_every_setting),
       cmocka_unit_test(test_env_names_every_setting),
       cmocka_unit_test(test_flag_forms_and_yaml_lists),
