@@ -444,4 +444,55 @@ run noquorum-member-list '' member list
 SELF=$(etcdctl --endpoints="$EP" member list | awk -F', ' '$3=="default" {print $1}')
 run noquorum-move-leader '' move-leader "$SELF"
 stop_etcd
+# ---- extra checks of server-side rules, on a fresh etcd --------------------------
+start_etcd
+run extra-put-empty-key '' put '' v
+run extra-get-empty-key '' get ''
+run extra-put-ignore-lease-missing '' put nokey v --ignore-lease
+run extra-put-ignore-value-with-value '' put k v --ignore-value
+run extra-member-add-existing-peer-url '' member add x --peer-urls=http://127.0.0.1:$PPORT --learner
+run extra-member-add-learner-1 '' member add l1 --peer-urls=http://127.0.0.1:23811 --learner
+sleep 1 # etcd derives new member ids from the URLs and the time in seconds
+run extra-member-add-learner-2 '' member add l2 --peer-urls=http://127.0.0.1:23812 --learner
+sleep 1
+run extra-member-add-learner-same-url '' member add l3 --peer-urls=http://127.0.0.1:23811 --learner
+LID=$(etcdctl --endpoints="$EP" member list | awk -F', ' '$6=="true" {print $1}' | head -1)
+etcdctl --endpoints="$EP" member remove "$LID" >/dev/null
+TXNBIG=$'\n'
+for i in $(seq 1 129); do TXNBIG+="put big$i v"$'\n'; done
+TXNBIG+=$'\n\n'
+run extra-txn-129-ops "$TXNBIG" txn
+TXNOK=$'\n'
+for i in $(seq 1 128); do TXNOK+="put ok$i v"$'\n'; done
+TXNOK+=$'\n\n'
+run extra-txn-128-ops "$TXNOK" txn -w json
+run extra-lease-keepalive-setup '' lease grant 600
+KL=$(etcdctl --endpoints="$EP" lease grant 600 -w json | sed -n 's/.*"ID":\([0-9]*\).*/\1/p')
+KLHEX=$(printf '%x' "$KL")
+during() { etcdctl --endpoints="$EP" lease revoke "$KLHEX" >/dev/null; }
+runbg extra-lease-keep-alive-then-revoked 1 lease keep-alive "$KLHEX"
+etcdctl --endpoints="$EP" user add root --new-user-password=rootpw >/dev/null
+etcdctl --endpoints="$EP" user add bob --new-user-password=bobpw >/dev/null
+etcdctl --endpoints="$EP" role add r >/dev/null
+etcdctl --endpoints="$EP" role grant-permission r read a >/dev/null
+etcdctl --endpoints="$EP" user grant-role bob r >/dev/null
+run extra-get-with-user-auth-disabled '' get a --user=bob:bobpw
+etcdctl --endpoints="$EP" auth enable >/dev/null
+run extra-auth-watch-denied '' watch zzz --user=bob:bobpw
+run extra-auth-member-add-nonroot '' member add y --peer-urls=http://127.0.0.1:23821 --learner --user=bob:bobpw
+run extra-auth-member-list-nonroot '' member list --user=bob:bobpw
+run extra-auth-endpoint-status-nonroot '' endpoint status --user=bob:bobpw
+run extra-auth-endpoint-health-nonroot '' endpoint health --user=bob:bobpw
+run extra-auth-defrag-nonroot '' defrag --user=bob:bobpw
+run extra-auth-snapshot-nonroot '' snapshot save s.db --user=bob:bobpw
+run extra-auth-lease-grant-nonroot '' lease grant 60 --user=bob:bobpw
+run extra-auth-alarm-list-nonroot '' alarm list --user=bob:bobpw
+run extra-auth-compaction-nonroot '' compaction 1 --user=bob:bobpw
+run extra-auth-user-get-self '' user get bob --user=bob:bobpw
+run extra-auth-user-add-empty '' user add '' --new-user-password=x --user=root:rootpw
+run extra-auth-grant-missing-role '' user grant-role bob nosuchrole --user=root:rootpw
+run extra-auth-revoke-ungranted-role '' user revoke-role root r --user=root:rootpw
+run extra-auth-status '' auth status --user=root:rootpw
+stop_etcd
+
 echo "wrote $N fixtures to $OUT"
