@@ -18,7 +18,11 @@ PPORT=${COMPAT_PEER_PORT:-23800}
 EP=127.0.0.1:$CPORT
 WORK=$(mktemp -d /tmp/keel-compat.XXXXXX)
 ETCD_PID=
+ETCD2_PID=
 cleanup() {
+  if [ -n "$ETCD2_PID" ] && kill -0 "$ETCD2_PID" 2>/dev/null; then
+    kill "$ETCD2_PID"; wait "$ETCD2_PID" 2>/dev/null
+  fi
   if [ -n "$ETCD_PID" ] && kill -0 "$ETCD_PID" 2>/dev/null; then
     kill "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null
   fi
@@ -493,6 +497,48 @@ run extra-auth-user-add-empty '' user add '' --new-user-password=x --user=root:r
 run extra-auth-grant-missing-role '' user grant-role bob nosuchrole --user=root:rootpw
 run extra-auth-revoke-ungranted-role '' user revoke-role root r --user=root:rootpw
 run extra-auth-status '' auth status --user=root:rootpw
+stop_etcd
+
+# ---- two members: a learner joins, is promoted, takes the leadership ----------
+start_etcd
+EP2=127.0.0.1:$((CPORT + 1))
+PEER2=http://127.0.0.1:$((PPORT + 1))
+run cluster-member-add-learner '' member add m2 --peer-urls=$PEER2 --learner
+etcd --name m2 --data-dir "$WORK/data2" \
+  --listen-client-urls "http://$EP2" --advertise-client-urls "http://$EP2" \
+  --listen-peer-urls "$PEER2" --initial-advertise-peer-urls "$PEER2" \
+  --initial-cluster "default=http://127.0.0.1:$PPORT,m2=$PEER2" \
+  --initial-cluster-state existing --listen-metrics-urls "" >"$WORK/etcd2.log" 2>&1 &
+ETCD2_PID=$!
+for _ in $(seq 1 100); do
+  etcdctl --endpoints="$EP" member list 2>/dev/null | grep -q ", started, m2," && break
+  sleep 0.1
+done
+sleep 1 # let the learner catch up with the leader's log before promoting
+run cluster-member-list-learner-started '' member list -w table
+run cluster-endpoint-status-learner '' endpoint status --cluster -w table
+EP_SAVE=$EP; EP=$EP2
+run cluster-learner-get-linearizable '' get foo
+run cluster-learner-get-serializable '' get foo --consistency=s
+run cluster-learner-put '' put foo bar
+runbg cluster-learner-watch 2 watch foo
+run cluster-learner-member-list '' member list
+EP=$EP_SAVE
+LID=$(etcdctl --endpoints="$EP" member list | awk -F', ' '$3=="m2" {print $1}')
+SELF=$(etcdctl --endpoints="$EP" member list | awk -F', ' '$3=="default" {print $1}')
+run cluster-member-promote '' member promote "$LID"
+run cluster-member-list-promoted '' member list
+EP_SAVE=$EP; EP="$EP,$EP2"
+run cluster-endpoint-status-two '' endpoint status -w table
+run cluster-endpoint-health-two '' endpoint health
+run cluster-move-leader '' move-leader "$LID"
+run cluster-endpoint-status-after-move '' endpoint status
+run cluster-move-leader-back '' move-leader "$SELF"
+run cluster-defrag-cluster '' defrag --cluster
+run cluster-snapshot-two-endpoints '' snapshot save two.db
+EP=$EP_SAVE
+run cluster-member-remove-voter '' member remove "$LID"
+kill "$ETCD2_PID"; wait "$ETCD2_PID" 2>/dev/null; ETCD2_PID=
 stop_etcd
 
 echo "wrote $N fixtures to $OUT"
