@@ -450,6 +450,22 @@ run noquorum-move-leader '' move-leader "$SELF"
 stop_etcd
 # ---- extra checks of server-side rules, on a fresh etcd --------------------------
 start_etcd
+# watch -i with a progress request; a 2-put txn, a prefix delete and a lease
+# expiry while it runs (one response per revision, expiry = DELETE event)
+N=$((N + 1))
+(cd "$WORK" && { printf 'watch p --prefix\nprogress\n'; sleep 5; } |
+  etcdctl --endpoints="$EP" watch -i -w json >"$WORK/bgout" 2>"$WORK/bgerr") &
+WIPID=$!
+sleep 0.7
+printf '\nput p1 a\nput p2 b\n\n\n' | etcdctl --endpoints="$EP" txn >/dev/null
+etcdctl --endpoints="$EP" del p --prefix >/dev/null
+PL=$(etcdctl --endpoints="$EP" lease grant 2 -w json | sed -n 's/.*"ID":\([0-9]*\).*/\1/p')
+etcdctl --endpoints="$EP" put p3 c --lease="$(printf '%x' "$PL")" >/dev/null
+wait "$WIPID"; rc=$?
+{ printf '### command\netcdctl --endpoints=${ENDPOINTS} watch -i -w json\n### stdin\nwatch p --prefix\nprogress\n'
+  printf '### note\nstdin held open 5 s; meanwhile: txn {put p1 a; put p2 b}, del p --prefix, put p3 c with a 2 s lease that then expires; EOF then\n'
+  printf '### exit\n%d\n' "$rc"
+  section stdout "$WORK/bgout"; section stderr "$WORK/bgerr"; } >"$(printf '%s/%03d-extra-watch-progress-txn-delete-expiry.txt' "$OUT" "$N")"
 run extra-put-empty-key '' put '' v
 run extra-get-empty-key '' get ''
 run extra-put-ignore-lease-missing '' put nokey v --ignore-lease
