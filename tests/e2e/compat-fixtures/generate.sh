@@ -466,6 +466,21 @@ wait "$WIPID"; rc=$?
   printf '### note\nstdin held open 5 s; meanwhile: txn {put p1 a; put p2 b}, del p --prefix, put p3 c with a 2 s lease that then expires; EOF then\n'
   printf '### exit\n%d\n' "$rc"
   section stdout "$WORK/bgout"; section stderr "$WORK/bgerr"; } >"$(printf '%s/%03d-extra-watch-progress-txn-delete-expiry.txt' "$OUT" "$N")"
+# the saved snapshot = bbolt db + sha256(db) (32 bytes) appended
+(cd "$WORK" && etcdctl --endpoints="$EP" snapshot save sha.db >/dev/null 2>&1)
+SZ=$(stat -c %s "$WORK/sha.db")
+HEAD_SHA=$(head -c $((SZ - 32)) "$WORK/sha.db" | sha256sum | cut -d' ' -f1)
+TAIL_SHA=$(tail -c 32 "$WORK/sha.db" | od -An -tx1 | tr -d ' \n')
+N=$((N + 1))
+{ printf '### command\netcdctl --endpoints=${ENDPOINTS} snapshot save sha.db, then shell checks\n'
+  printf '### exit\n0\n### stdout\n'
+  printf 'size %% 512 = %d\n' $((SZ % 512))
+  if [ "$HEAD_SHA" = "$TAIL_SHA" ]; then
+    echo "last 32 bytes == sha256(all bytes before them)"
+  else
+    echo "last 32 bytes != sha256(rest): $TAIL_SHA vs $HEAD_SHA"
+  fi
+  printf '### stderr\n'; } >"$(printf '%s/%03d-extra-snapshot-trailing-sha256.txt' "$OUT" "$N")"
 run extra-put-empty-key '' put '' v
 run extra-get-empty-key '' get ''
 run extra-put-ignore-lease-missing '' put nokey v --ignore-lease
