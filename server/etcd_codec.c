@@ -254,9 +254,9 @@ int etcd_check_range(const Etcdserverpb__RangeRequest *r) {
     return KEEL_EEMPTYKEY;
   if (r->key.len > STORE_KEY_MAX || r->range_end.len > STORE_KEY_MAX)
     return KEEL_ETOOLARGE;
-  if ((r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND ||
-       r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND) &&
-      ((unsigned)r->sort_target > 4))
+  /* etcd sorts on any target other than KEY even with order NONE, and
+   * crashes on a target it does not know: refuse it */
+  if ((unsigned)r->sort_target > STORE_SORT_VALUE)
     return -EINVAL;
   return 0;
 }
@@ -609,18 +609,20 @@ static void delete_to_store(const Etcdserverpb__DeleteRangeRequest *m,
 
 /* Counts the store structs a txn needs (for one allocation). */
 static void txn_count(const Etcdserverpb__TxnRequest *t, size_t *ncmp,
-                      size_t *nops, size_t *ntxn) {
+                      size_t *nops, size_t *ntxn, int depth) {
+  if (depth > ETCD_TXN_MAX_DEPTH)
+    return; /* txn_fill refuses this level before using the pool */
   *ncmp += t->n_compare;
   *nops += t->n_success + t->n_failure;
   *ntxn += 1;
   for (size_t i = 0; i < t->n_success; i++)
     if (t->success[i]->request_case ==
         ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
-      txn_count(t->success[i]->request_txn, ncmp, nops, ntxn);
+      txn_count(t->success[i]->request_txn, ncmp, nops, ntxn, depth + 1);
   for (size_t i = 0; i < t->n_failure; i++)
     if (t->failure[i]->request_case ==
         ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
-      txn_count(t->failure[i]->request_txn, ncmp, nops, ntxn);
+      txn_count(t->failure[i]->request_txn, ncmp, nops, ntxn, depth + 1);
 }
 
 struct txn_pool {
@@ -745,7 +747,7 @@ int etcd_txn_to_store(const Etcdserverpb__TxnRequest *msg,
   *mem = NULL;
   memset(out, 0, sizeof(*out));
   size_t ncmp = 0, nops = 0, ntxn = 0;
-  txn_count(msg, &ncmp, &nops, &ntxn);
+  txn_count(msg, &ncmp, &nops, &ntxn, 1);
   size_t sz = ncmp * sizeof(struct store_compare) +
               nops * sizeof(struct store_request_op) +
               ntxn * sizeof(struct store_txn_req);

@@ -65,7 +65,7 @@ struct etcd_status etcd_error(int code);
  * keel's own limits after them (marked keel):
  *   range:  key empty -> KEEL_EEMPTYKEY; key or range_end over
  *           STORE_KEY_MAX -> KEEL_ETOOLARGE (keel); sort_target unknown
- *           while sorting -> -EINVAL (keel: etcd would crash).
+ *           -> -EINVAL (keel: etcd would crash).
  *   put:    key empty -> KEEL_EEMPTYKEY; ignore_value with a value ->
  *           KEEL_EVALUEPROVIDED; ignore_lease with a lease ->
  *           KEEL_ELEASEPROVIDED; key over STORE_KEY_MAX or value over
@@ -111,8 +111,9 @@ int etcd_wire_check_embedded_txn(const uint8_t *buf, size_t len,
 
 /* Translates a validated protobuf txn into the store's structs for a
  * read-only or apply use. Arrays are allocated in *mem (free() it); the
- * structs point into msg, which must outlive them. Errors: -ENOMEM,
- * KEEL_EBADMSG (an op with nothing set, a bad enum, depth). */
+ * structs point into msg, which must outlive them. Recursion is bounded
+ * by ETCD_TXN_MAX_DEPTH whatever msg holds. Errors: -ENOMEM, KEEL_EBADMSG
+ * (an op with nothing set, a bad enum), KEEL_ETOOMANYOPS (depth). */
 int etcd_txn_to_store(const Etcdserverpb__TxnRequest *msg,
                       struct store_txn_req *out, void **mem);
 /* The same for a range (no allocation). Unknown sort order reads as NONE

@@ -14,13 +14,13 @@ struct tb_node {
 };
 static struct tb_node *tb_list;
 
-static void *tb_alloc(size_t n) {
+static inline void *tb_alloc(size_t n) {
   struct tb_node *x = calloc(1, sizeof(*x) + n);
   x->next = tb_list;
   tb_list = x;
   return x->data;
 }
-static void tb_free_all(void) {
+static inline void tb_free_all(void) {
   while (tb_list) {
     struct tb_node *n = tb_list->next;
     free(tb_list);
@@ -28,26 +28,27 @@ static void tb_free_all(void) {
   }
 }
 
-static ProtobufCBinaryData B(const char *s) {
+static inline ProtobufCBinaryData B(const char *s) {
   return (ProtobufCBinaryData){s ? strlen(s) : 0, (uint8_t *)s};
 }
 
-static Etcdserverpb__PutRequest *mk_put(const char *k, const char *v) {
+static inline Etcdserverpb__PutRequest *mk_put(const char *k, const char *v) {
   Etcdserverpb__PutRequest *p = tb_alloc(sizeof(*p));
   etcdserverpb__put_request__init(p);
   p->key = B(k);
   p->value = B(v);
   return p;
 }
-static Etcdserverpb__RangeRequest *mk_range(const char *k, const char *end) {
+static inline Etcdserverpb__RangeRequest *mk_range(const char *k,
+                                                   const char *end) {
   Etcdserverpb__RangeRequest *r = tb_alloc(sizeof(*r));
   etcdserverpb__range_request__init(r);
   r->key = B(k);
   r->range_end = B(end);
   return r;
 }
-static Etcdserverpb__DeleteRangeRequest *mk_del(const char *k, const char *end,
-                                                bool prev) {
+static inline Etcdserverpb__DeleteRangeRequest *
+mk_del(const char *k, const char *end, bool prev) {
   Etcdserverpb__DeleteRangeRequest *r = tb_alloc(sizeof(*r));
   etcdserverpb__delete_range_request__init(r);
   r->key = B(k);
@@ -57,48 +58,48 @@ static Etcdserverpb__DeleteRangeRequest *mk_del(const char *k, const char *end,
 }
 /* "\0" as a range end: one zero byte */
 static const char ZERO[] = "";
-static ProtobufCBinaryData B0(void) {
+static inline ProtobufCBinaryData B0(void) {
   return (ProtobufCBinaryData){1, (uint8_t *)ZERO};
 }
 
-static Etcdserverpb__RequestOp *op_put(const char *k, const char *v) {
+static inline Etcdserverpb__RequestOp *op_put(const char *k, const char *v) {
   Etcdserverpb__RequestOp *o = tb_alloc(sizeof(*o));
   etcdserverpb__request_op__init(o);
   o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
   o->request_put = mk_put(k, v);
   return o;
 }
-static Etcdserverpb__RequestOp *op_get(const char *k, const char *end) {
+static inline Etcdserverpb__RequestOp *op_get(const char *k, const char *end) {
   Etcdserverpb__RequestOp *o = tb_alloc(sizeof(*o));
   etcdserverpb__request_op__init(o);
   o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
   o->request_range = mk_range(k, end);
   return o;
 }
-static Etcdserverpb__RequestOp *op_del(const char *k, const char *end,
-                                       bool prev) {
+static inline Etcdserverpb__RequestOp *op_del(const char *k, const char *end,
+                                              bool prev) {
   Etcdserverpb__RequestOp *o = tb_alloc(sizeof(*o));
   etcdserverpb__request_op__init(o);
   o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
   o->request_delete_range = mk_del(k, end, prev);
   return o;
 }
-static Etcdserverpb__RequestOp *op_txn(Etcdserverpb__TxnRequest *t) {
+static inline Etcdserverpb__RequestOp *op_txn(Etcdserverpb__TxnRequest *t) {
   Etcdserverpb__RequestOp *o = tb_alloc(sizeof(*o));
   etcdserverpb__request_op__init(o);
   o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN;
   o->request_txn = t;
   return o;
 }
-static Etcdserverpb__RequestOp *op_empty(void) {
+static inline Etcdserverpb__RequestOp *op_empty(void) {
   Etcdserverpb__RequestOp *o = tb_alloc(sizeof(*o));
   etcdserverpb__request_op__init(o);
   return o;
 }
 
 /* A compare on a number target (VERSION, CREATE, MOD, LEASE). */
-static Etcdserverpb__Compare *cmp_num(const char *k, int target, int result,
-                                      int64_t n) {
+static inline Etcdserverpb__Compare *cmp_num(const char *k, int target,
+                                             int result, int64_t n) {
   Etcdserverpb__Compare *c = tb_alloc(sizeof(*c));
   etcdserverpb__compare__init(c);
   c->key = B(k);
@@ -126,8 +127,8 @@ static Etcdserverpb__Compare *cmp_num(const char *k, int target, int result,
   }
   return c;
 }
-static Etcdserverpb__Compare *cmp_val(const char *k, int result,
-                                      const char *v) {
+static inline Etcdserverpb__Compare *cmp_val(const char *k, int result,
+                                             const char *v) {
   Etcdserverpb__Compare *c = tb_alloc(sizeof(*c));
   etcdserverpb__compare__init(c);
   c->key = B(k);
@@ -138,10 +139,9 @@ static Etcdserverpb__Compare *cmp_val(const char *k, int result,
   return c;
 }
 
-static Etcdserverpb__TxnRequest *mk_txn(Etcdserverpb__Compare **c, size_t nc,
-                                        Etcdserverpb__RequestOp **s, size_t ns,
-                                        Etcdserverpb__RequestOp **f,
-                                        size_t nf) {
+static inline Etcdserverpb__TxnRequest *
+mk_txn(Etcdserverpb__Compare **c, size_t nc, Etcdserverpb__RequestOp **s,
+       size_t ns, Etcdserverpb__RequestOp **f, size_t nf) {
   Etcdserverpb__TxnRequest *t = tb_alloc(sizeof(*t));
   etcdserverpb__txn_request__init(t);
   t->compare = tb_alloc((nc + 1) * sizeof(*c));
