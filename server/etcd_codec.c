@@ -1160,6 +1160,54 @@ int etcd_encode_lease_ttl(int64_t id, const struct store_lease_info *info,
   return rc;
 }
 
+int etcd_encode_watch(const struct etcd_watch_info *info,
+                      const struct store_event *events, size_t n,
+                      bool with_prev, const struct etcd_header_ids *ids,
+                      struct etcd_reply *out) {
+  struct arena a = {0};
+  Etcdserverpb__WatchResponse m = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+  m.header = header_new(&a, ids, info->revision);
+  m.watch_id = info->watch_id;
+  m.created = info->created;
+  m.canceled = info->canceled;
+  m.fragment = info->fragment;
+  m.compact_revision = info->compact_revision;
+  if (info->cancel_reason != NULL)
+    m.cancel_reason = (char *)info->cancel_reason;
+  m.events = arena_alloc(&a, (n ? n : 1) * sizeof(*m.events));
+  Mvccpb__Event *ev = arena_alloc(&a, (n ? n : 1) * sizeof(*ev));
+  Mvccpb__KeyValue *kv = arena_alloc(&a, (n ? n : 1) * 2 * sizeof(*kv));
+  int rc = (m.header && m.events && ev && kv) ? 0 : -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    etcd_event_fill(&ev[i], &kv[2 * i], &kv[2 * i + 1], &events[i], with_prev);
+    m.events[i] = &ev[i];
+  }
+  if (rc == 0) {
+    m.n_events = n;
+    rc = reply_pack(out, &m.base);
+  } else {
+    etcd_reply_error(out, rc);
+  }
+  arena_free(&a);
+  return rc;
+}
+
+int etcd_encode_lease_keepalive(int64_t id, int64_t ttl, int64_t rev,
+                                const struct etcd_header_ids *ids,
+                                struct etcd_reply *out) {
+  struct arena a = {0};
+  Etcdserverpb__LeaseKeepAliveResponse m =
+      ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+  m.header = header_new(&a, ids, rev);
+  m.id = id;
+  m.ttl = ttl;
+  int rc = m.header ? reply_pack(out, &m.base) : -ENOMEM;
+  if (m.header == NULL)
+    etcd_reply_error(out, rc);
+  arena_free(&a);
+  return rc;
+}
+
 int etcd_encode_leases(const struct store_lease_info *leases, size_t n,
                        int64_t rev, const struct etcd_header_ids *ids,
                        struct etcd_reply *out) {

@@ -153,6 +153,26 @@ void etcd_event_fill(Mvccpb__Event *out, Mvccpb__KeyValue *kv,
                      Mvccpb__KeyValue *prev, const struct store_event *ev,
                      bool with_prev);
 
+/* A WatchResponse: the fields etcd sets beside the events (header revision
+ * per docs/etcd-compat.md §0.2: the current revision for created/progress/
+ * history responses, the last event's revision for live batches — the
+ * caller's choice). cancel_reason may be NULL. */
+struct etcd_watch_info {
+  int64_t watch_id;
+  int64_t revision; /* header revision */
+  bool created;
+  bool canceled;
+  bool fragment;
+  int64_t compact_revision;
+  const char *cancel_reason;
+};
+/* Encodes info plus events[0..n) (each with its prev_kv when with_prev and
+ * the store found one). Errors: -ENOMEM. */
+int etcd_encode_watch(const struct etcd_watch_info *info,
+                      const struct store_event *events, size_t n,
+                      bool with_prev, const struct etcd_header_ids *ids,
+                      struct etcd_reply *out);
+
 /* RangeResponse from a store_range() result: header revision is the
  * store's current revision at the read (resp->revision), kvs, more, count.
  * Errors: -ENOMEM (out is then an error reply as well). */
@@ -180,6 +200,11 @@ int etcd_encode_lease_ttl(int64_t id, const struct store_lease_info *info,
                           const struct store_lease_keys *keys, int64_t rev,
                           const struct etcd_header_ids *ids,
                           struct etcd_reply *out);
+/* One LeaseKeepAlive stream response: ttl is the renewed TTL, or 0 for a
+ * lease that does not exist (etcd answers so, not with an error). */
+int etcd_encode_lease_keepalive(int64_t id, int64_t ttl, int64_t rev,
+                                const struct etcd_header_ids *ids,
+                                struct etcd_reply *out);
 /* LeaseLeases from store_lease_list(). */
 int etcd_encode_leases(const struct store_lease_info *leases, size_t n,
                        int64_t rev, const struct etcd_header_ids *ids,

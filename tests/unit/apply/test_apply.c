@@ -772,6 +772,15 @@ static void test_leases(void **state) {
   assert_int_equal(tr->ttl, -1);
   etcdserverpb__lease_time_to_live_response__free_unpacked(tr, NULL);
   etcd_reply_free(&rep);
+  assert_int_equal(
+      etcd_encode_lease_keepalive(id, 2, cur_rev(p), &p->ids, &rep), 0);
+  Etcdserverpb__LeaseKeepAliveResponse *kr =
+      etcdserverpb__lease_keep_alive_response__unpack(NULL, rep.len, rep.buf);
+  assert_int_equal(kr->id, id);
+  assert_int_equal(kr->ttl, 2);
+  hdr_full(kr->header, cur_rev(p));
+  etcdserverpb__lease_keep_alive_response__free_unpacked(kr, NULL);
+  etcd_reply_free(&rep);
   struct store_lease_info *all;
   size_t n;
   assert_int_equal(store_lease_list(p->st, &all, &n), 0);
@@ -872,6 +881,37 @@ static void test_events(void **state) {
     etcd_event_fill(&ev, &kv, &prev, &r.store.events[i], false);
     assert_null(ev.prev_kv);
   }
+  /* the same events as one WatchResponse */
+  struct etcd_watch_info wi = {.watch_id = 7, .revision = r.store.revision};
+  struct etcd_reply rep;
+  assert_int_equal(etcd_encode_watch(&wi, r.store.events, r.store.n_events,
+                                     false, &p->ids, &rep),
+                   0);
+  Etcdserverpb__WatchResponse *wr =
+      etcdserverpb__watch_response__unpack(NULL, rep.len, rep.buf);
+  assert_non_null(wr);
+  assert_int_equal(wr->watch_id, 7);
+  assert_int_equal(wr->n_events, 2);
+  assert_null(wr->events[0]->prev_kv);
+  assert_int_equal(wr->events[1]->type, MVCCPB__EVENT__EVENT_TYPE__DELETE);
+  hdr_full(wr->header, r.store.revision);
+  assert_false(wr->created);
+  etcdserverpb__watch_response__free_unpacked(wr, NULL);
+  etcd_reply_free(&rep);
+  wi = (struct etcd_watch_info){.watch_id = 7,
+                                .revision = r.store.revision,
+                                .canceled = true,
+                                .compact_revision = 3,
+                                .cancel_reason = "etcdserver: mvcc: required "
+                                                 "revision has been compacted"};
+  assert_int_equal(etcd_encode_watch(&wi, NULL, 0, false, &p->ids, &rep), 0);
+  wr = etcdserverpb__watch_response__unpack(NULL, rep.len, rep.buf);
+  assert_true(wr->canceled);
+  assert_int_equal(wr->compact_revision, 3);
+  assert_string_equal(wr->cancel_reason,
+                      "etcdserver: mvcc: required revision has been compacted");
+  etcdserverpb__watch_response__free_unpacked(wr, NULL);
+  etcd_reply_free(&rep);
   apply_result_free(&r);
   free(b1);
   free(b2);
