@@ -611,6 +611,148 @@ static void test_txn_validation(void **state) {
   assert_int_equal(etcd_check_txn(deep, 0), KEEL_ETOOMANYOPS);
 }
 
+/* --- checkIntervals against a plain model ----------------------------- */
+
+/* etcd's checkIntervals written the obvious way (linear scans), to check
+ * the sorted-interval implementation on random nested txns. */
+struct mset {
+  ProtobufCBinaryData k[512];
+  int n;
+};
+struct mdels {
+  ProtobufCBinaryData b[512], e[512];
+  int n;
+};
+static int gocmp(ProtobufCBinaryData a, ProtobufCBinaryData b) {
+  size_t m = a.len < b.len ? a.len : b.len;
+  int c = m ? memcmp(a.data, b.data, m) : 0;
+  if (c != 0)
+    return c;
+  return a.len < b.len ? -1 : a.len > b.len ? 1 : 0;
+}
+static bool mset_has(const struct mset *s, ProtobufCBinaryData k) {
+  for (int i = 0; i < s->n; i++)
+    if (gocmp(s->k[i], k) == 0)
+      return true;
+  return false;
+}
+static bool mdels_hit(const struct mdels *d, ProtobufCBinaryData k) {
+  for (int i = 0; i < d->n; i++) {
+    if (d->e[i].len == 0) { /* point */
+      if (gocmp(d->b[i], k) == 0)
+        return true;
+    } else if (gocmp(d->b[i], k) <= 0 && gocmp(k, d->e[i]) < 0) {
+      return true;
+    }
+  }
+  return false;
+}
+static int model_iv(Etcdserverpb__RequestOp **reqs, size_t n, struct mset *puts,
+                    struct mdels *dels) {
+  for (size_t i = 0; i < n; i++)
+    if (reqs[i]->request_case ==
+        ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE) {
+      dels->b[dels->n] = reqs[i]->request_delete_range->key;
+      dels->e[dels->n++] = reqs[i]->request_delete_range->range_end;
+    }
+  for (size_t i = 0; i < n; i++) {
+    if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+      continue;
+    Etcdserverpb__TxnRequest *t = reqs[i]->request_txn;
+    struct mset pt = {0}, pe = {0};
+    struct mdels dt = {0}, de = {0};
+    if (model_iv(t->success, t->n_success, &pt, &dt) ||
+        model_iv(t->failure, t->n_failure, &pe, &de))
+      return KEEL_EDUPKEY;
+    for (int j = 0; j < pt.n; j++) {
+      if (mset_has(puts, pt.k[j]) || mdels_hit(dels, pt.k[j]))
+        return KEEL_EDUPKEY;
+      puts->k[puts->n++] = pt.k[j];
+    }
+    for (int j = 0; j < pe.n; j++) {
+      if (mset_has(puts, pe.k[j]) && !mset_has(&pt, pe.k[j]))
+        return KEEL_EDUPKEY;
+      if (mdels_hit(dels, pe.k[j]))
+        return KEEL_EDUPKEY;
+      if (!mset_has(puts, pe.k[j]))
+        puts->k[puts->n++] = pe.k[j];
+    }
+    for (int j = 0; j < dt.n; j++) {
+      dels->b[dels->n] = dt.b[j];
+      dels->e[dels->n++] = dt.e[j];
+    }
+    for (int j = 0; j < de.n; j++) {
+      dels->b[dels->n] = de.b[j];
+      dels->e[dels->n++] = de.e[j];
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+      continue;
+    ProtobufCBinaryData k = reqs[i]->request_put->key;
+    if (mset_has(puts, k) || mdels_hit(dels, k))
+      return KEEL_EDUPKEY;
+    puts->k[puts->n++] = k;
+  }
+  return 0;
+}
+
+static uint64_t iv_rng = 12345;
+static uint32_t iv_rand(uint32_t n) {
+  iv_rng = iv_rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (uint32_t)(iv_rng >> 33) % n;
+}
+static const char *const iv_keys[] = {"a", "ab", "b", "c", "ca", "d"};
+static Etcdserverpb__RequestOp *iv_op(int depth) {
+  uint32_t kind = iv_rand(depth < 3 ? 4 : 3);
+  const char *k = iv_keys[iv_rand(6)];
+  if (kind == 0 || kind == 1)
+    return op_put(k, "v");
+  if (kind == 2) {
+    static const char *const ends[] = {NULL, "b", "c", "ca", "e", "a"};
+    Etcdserverpb__RequestOp *o = op_del(k, ends[iv_rand(6)], false);
+    if (iv_rand(6) == 0)
+      o->request_delete_range->range_end = B0(); /* literal "\0" */
+    return o;
+  }
+  Etcdserverpb__RequestOp *s[3], *f[3];
+  size_t ns = iv_rand(4), nf = iv_rand(3);
+  for (size_t i = 0; i < ns; i++)
+    s[i] = iv_op(depth + 1);
+  for (size_t i = 0; i < nf; i++)
+    f[i] = iv_op(depth + 1);
+  return op_txn(mk_txn(NULL, 0, s, ns, f, nf));
+}
+
+static void test_intervals_model(void **state) {
+  (void)state;
+  int dup = 0, ok = 0;
+  for (int round = 0; round < 20000; round++) {
+    Etcdserverpb__RequestOp *s[4], *f[4];
+    size_t ns = iv_rand(5), nf = iv_rand(3);
+    for (size_t i = 0; i < ns; i++)
+      s[i] = iv_op(1);
+    for (size_t i = 0; i < nf; i++)
+      f[i] = iv_op(1);
+    Etcdserverpb__TxnRequest *t = mk_txn(NULL, 0, s, ns, f, nf);
+    struct mset p1 = {0}, p2 = {0};
+    struct mdels d1 = {0}, d2 = {0};
+    int want = model_iv(t->success, t->n_success, &p1, &d1);
+    if (want == 0)
+      want = model_iv(t->failure, t->n_failure, &p2, &d2);
+    int got = etcd_check_txn(t, 0);
+    if (got != want)
+      fail_msg("round %d: got %d want %d", round, got, want);
+    if (want)
+      dup++;
+    else
+      ok++;
+    tb_free_all();
+  }
+  /* both outcomes were exercised */
+  assert_true(dup > 1000 && ok > 1000);
+}
+
 /* --- validation of the other requests --------------------------------- */
 
 static void test_validation_messages(void **state) {
@@ -931,6 +1073,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_validation_messages, setup,
                                       teardown),
       cmocka_unit_test(test_error_table),
+      cmocka_unit_test(test_intervals_model),
       cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nospace, setup, teardown),
       cmocka_unit_test_setup_teardown(test_events, setup, teardown),
