@@ -87,6 +87,9 @@ int etcd_check_put(const Etcdserverpb__PutRequest *r);
 int etcd_check_delete_range(const Etcdserverpb__DeleteRangeRequest *r);
 int etcd_check_txn(const Etcdserverpb__TxnRequest *r, uint32_t max_txn_ops);
 
+/* CompactionRequest and LeaseRevokeRequest have no checks before proposing
+ * in etcd: their errors come from apply (apply.h). */
+
 /* etcd's LeaseGrant before proposing: an ID of 0 becomes new_id (the
  * caller's generator: positive, unique), a TTL over ETCD_MAX_LEASE_TTL is
  * refused (KEEL_ELEASETTLTOOLARGE), a TTL below min_ttl (etcd's minimum,
