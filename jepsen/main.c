@@ -4,6 +4,8 @@
  *   keel-jepsen check --model register|set|kv [--time-limit S] [--threads N]
  *                     [--max-memory MIB] [--no-witness] HISTORY
  *   keel-jepsen convert-etcd-log FILE        (EDN on stdout)
+ *   keel-jepsen test ...                     (a cluster run: run.h)
+ *   keel-jepsen cleanup                      (remove harness leftovers)
  *
  * Exit status of check: 0 valid, 1 invalid, 2 unknown (time or memory limit)
  * or unreadable input / bad usage. One verdict line on stdout, then, when
@@ -19,6 +21,7 @@
 #include "etcdlog.h"
 #include "history.h"
 #include "keel_error.h"
+#include "run.h"
 
 #define EXIT_UNKNOWN 2
 
@@ -28,6 +31,11 @@ static void usage(FILE *out) {
           "                         [--threads N] [--max-memory MIB] "
           "[--no-witness] HISTORY\n"
           "       keel-jepsen convert-etcd-log FILE\n"
+          "       keel-jepsen test --target etcd --workload register "
+          "--nemesis LIST\n"
+          "                        [--nodes N] [--time-limit S] ... "
+          "(test --help)\n"
+          "       keel-jepsen cleanup\n"
           "\n"
           "check: exit 0 valid, 1 invalid, 2 unknown (limit reached) or "
           "unreadable input.\n"
@@ -194,6 +202,10 @@ int main(int argc, char **argv) {
     return cmd_check(argc - 1, argv + 1);
   if (strcmp(argv[1], "convert-etcd-log") == 0)
     return cmd_convert_etcd_log(argc - 1, argv + 1);
+  if (strcmp(argv[1], "test") == 0)
+    return jepsen_cmd_test(argc - 1, argv + 1);
+  if (strcmp(argv[1], "cleanup") == 0)
+    return jepsen_cmd_cleanup(argc - 1, argv + 1);
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
     usage(stdout);
     return 0;

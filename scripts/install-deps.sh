@@ -11,6 +11,8 @@ packages=(
   # libraries (DESIGN.md: the chosen dependencies)
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
   libyaml-dev libnghttp2-dev libjansson-dev libssl-dev libcmocka-dev
+  # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
+  libclang-rt-14-dev
   # the real etcd client and server, for compatibility tests and comparisons
   etcd-client etcd-server
   # fault injection (jepsen/): namespaces, partitions, clocks, plots

@@ -59,6 +59,7 @@
 #include "config.h"
 #include "keel_error.h"
 #include "keel_log.h"
+#include "keel_pb.h"
 
 #define RBUF_MIN (64 * 1024)
 #define HOST_MAX 256
@@ -455,7 +456,10 @@ static struct peer *check_hello(struct conn *c, const Keelraft__Hello *h,
 
 static void deliver(struct conn *c, const uint8_t *body, size_t len) {
   struct peer_transport *t = c->t;
-  Keelraft__PeerFrame *frame = keelraft__peer_frame__unpack(NULL, len, body);
+  /* Through the guard: protobuf-c alone accepts inputs that break a
+   * re-encode or overflow the stack (proto/keel_pb.h). */
+  Keelraft__PeerFrame *frame = (Keelraft__PeerFrame *)keel_pb_unpack(
+      &keelraft__peer_frame__descriptor, body, len, NULL, 0);
   if (!frame || frame->body_case == KEELRAFT__PEER_FRAME__BODY__NOT_SET) {
     t->stats.protocol_errors++;
     if (frame)

@@ -502,8 +502,10 @@ int store_meta_get(struct store *st, const char *name, uint8_t *buf, size_t cap,
 /* ------------------------------------------------------------------ */
 
 /* A range read outside the log (serializable / after ReadIndex). Errors:
- * KEEL_ECOMPACTED (revision below the compact revision), KEEL_EFUTUREREV,
- * -EINVAL (empty key), -ENOMEM. */
+ * KEEL_ECOMPACTED (revision below the compact revision, which
+ * store_revisions() names), KEEL_EFUTUREREV, KEEL_ETOOLARGE (key longer
+ * than STORE_KEY_MAX), -EINVAL (empty key, bad sort enum, negative limit),
+ * -ENOMEM. Inside a txn the same rules give the request's error. */
 struct store_range_result {
   struct store_range_resp resp;
   void *mem;
