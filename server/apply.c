@@ -4,7 +4,9 @@
  * Decode order, each step a pure function of the bytes:
  *   1. len over APPLY_ENTRY_MAX          -> KEEL_ETOOLARGE
  *   2. wire walk of the txn (field 12)   -> KEEL_EBADMSG / KEEL_ETOOMANYOPS
- *      (bounds protobuf-c's recursion and allocations before it runs)
+ *      (bounds protobuf-c's recursion and allocations before it runs),
+ *      then keel_pb_check() over the whole entry -> KEEL_EBADMSG (the
+ *      shared guard: tags of field 0 written over-long, groups, ...)
  *   3. protobuf-c unpack                 -> KEEL_EBADMSG (malloc failure is
  *      told apart by the allocator and returned as -ENOMEM: never a
  *      decode verdict, since another node may have had the memory)
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "keel_error.h"
+#include "keel_pb.h"
 
 int apply_request_encode(const Keelstore__Request *rq, size_t max_bytes,
                          uint8_t **out, size_t *len) {
@@ -150,6 +153,9 @@ int apply_request_decode(const uint8_t *data, size_t len,
     return 0;
   }
   int rc = etcd_wire_check_embedded_txn(data, len, 12);
+  if (rc == 0)
+    rc = keel_pb_check(&keelstore__request__descriptor, data, len,
+                       KEEL_PB_MAX_DEPTH, NULL, 0);
   if (rc != 0) {
     set_error(out, rc);
     return 0;

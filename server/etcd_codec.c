@@ -443,9 +443,10 @@ int etcd_prepare_lease_grant(Etcdserverpb__LeaseGrantRequest *r,
 /* Wire walk                                                           */
 /* ------------------------------------------------------------------ */
 
-static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v,
+                       int max_bytes) {
   uint64_t x = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
+  for (int shift = 0; shift < 7 * max_bytes; shift += 7) {
     if (*p >= end)
       return KEEL_EBADMSG;
     uint8_t b = *(*p)++;
@@ -468,7 +469,7 @@ static int wire_walk(const uint8_t *p, size_t n, int depth, size_t *elems,
   const uint8_t *end = p + n;
   while (p < end) {
     uint64_t tag, v;
-    int rc = wire_varint(&p, end, &tag);
+    int rc = wire_varint(&p, end, &tag, 5); /* keel_pb.h's tag rule */
     if (rc != 0)
       return rc;
     uint32_t field = (uint32_t)(tag >> 3);
@@ -476,7 +477,7 @@ static int wire_walk(const uint8_t *p, size_t n, int depth, size_t *elems,
       return KEEL_EBADMSG;
     switch (tag & 7) {
     case 0:
-      rc = wire_varint(&p, end, &v);
+      rc = wire_varint(&p, end, &v, 10);
       break;
     case 1:
       if (end - p < 8)
@@ -489,7 +490,7 @@ static int wire_walk(const uint8_t *p, size_t n, int depth, size_t *elems,
       p += 4;
       break;
     case 2:
-      rc = wire_varint(&p, end, &v);
+      rc = wire_varint(&p, end, &v, 10);
       if (rc == 0 && v > (uint64_t)(end - p))
         return KEEL_EBADMSG;
       if (rc == 0)

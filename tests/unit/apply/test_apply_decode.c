@@ -106,6 +106,13 @@ static void test_bad_entries(void **state) {
   noop_with(p, trunc, sizeof(trunc), KEEL_EBADMSG);
   static const uint8_t group[] = {0x0b, 0x0c}; /* a group: not proto3 */
   noop_with(p, group, sizeof(group), KEEL_EBADMSG);
+  /* fuzz finding F1 (proto/keel_pb.h): field 0 in an over-long tag inside
+   * the put; protobuf-c would accept it and re-encode it undecodably */
+  static const uint8_t f1[] = {0x52, 0x06, 0x0a, 0x01, 'k', 0x80, 0x00, 0x01};
+  noop_with(p, f1, sizeof(f1), KEEL_EBADMSG);
+  /* a 6-byte tag inside a txn */
+  static const uint8_t longtag[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00};
+  assert_int_equal(etcd_wire_check_txn(longtag, sizeof(longtag)), KEEL_EBADMSG);
 
   /* over APPLY_ENTRY_MAX: refused before reading a byte */
   struct apply_request ar;
