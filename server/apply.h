@@ -11,6 +11,21 @@
  * its response carries the decode error, identically everywhere
  * (docs/decisions/0750).
  *
+ * THE FLOW of a write (what a KV/Lease handler does with these pieces):
+ *   proposer (loop thread): keel_pb_unpack() the client's message (after
+ *     etcd_wire_check_txn() for a TxnRequest); etcd_check_put/_delete_range/
+ *     _txn() or etcd_prepare_lease_grant(); on error answer
+ *     etcd_error(code). Else wrap the message in a Keelstore__Request (id:
+ *     the waiter's, proposer: this member), apply_request_encode() with
+ *     --max-request-bytes, propose (or forward to the leader).
+ *   every node (disk thread): apply_entries() on the committed batch; the
+ *     proposer finds its waiter by reqs[i].id / proposer and answers with
+ *     apply_encode_response() (cluster id, member id, current term); the
+ *     batch's events go to the watch hub (etcd_event_fill/etcd_encode_watch
+ *     on the way out).
+ *   reads: etcd_check_range(), etcd_range_to_store(), store_range(),
+ *     etcd_encode_range().
+ *
  * THREADS. Encoding/decoding are pure; apply_entries() is a store writer
  * (the disk thread only, store.h).
  *
