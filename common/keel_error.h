@@ -46,7 +46,12 @@
   X(KEEL_EMEMBER, -5027, "invalid membership change")                          \
   X(KEEL_ETOOMANYOPS, -5028, "too many operations in txn request")             \
   X(KEEL_EINVALIDFLAG, -5029, "invalid feature flag definition")               \
-  X(KEEL_EPARSE, -5030, "parse error")
+  X(KEEL_EPARSE, -5030, "parse error")                                         \
+  X(KEEL_EEMPTYKEY, -5031, "key is not provided")                              \
+  X(KEEL_EKEYNOTFOUND, -5032, "key not found")                                 \
+  X(KEEL_EVALUEPROVIDED, -5033, "value is provided")                           \
+  X(KEEL_ELEASEPROVIDED, -5034, "lease is provided")                           \
+  X(KEEL_ELEASETTLTOOLARGE, -5035, "too large lease TTL")
 
 enum keel_error {
 #define KEEL_ERROR_ENUM(name, value, msg) name = value,
