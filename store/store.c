@@ -528,8 +528,6 @@ int store_open(const char *dir, const struct store_options *opts,
     o = *opts;
   if (o.quota_bytes == 0)
     o.quota_bytes = STORE_DEFAULT_QUOTA;
-  if (o.max_txn_ops == 0)
-    o.max_txn_ops = STORE_DEFAULT_MAX_TXN_OPS;
   if (o.quota_bytes > STORE_MAX_QUOTA || o.quota_bytes < 64 * 1024) {
     keel_logkv(KEEL_LOG_ERROR, "store", "quota out of range",
                "quota=%llu min=65536 max=%llu",

@@ -56,8 +56,14 @@
 #define STORE_DEFAULT_QUOTA (2ull * 1024 * 1024 * 1024)
 /* Largest quota accepted (etcd warns above 8 GiB). */
 #define STORE_MAX_QUOTA (64ull * 1024 * 1024 * 1024)
-/* etcd's --max-txn-ops default. */
+/* etcd's --max-txn-ops default: the limit checked before proposing. */
 #define STORE_DEFAULT_MAX_TXN_OPS 128
+/* The ceiling apply checks. Applying a committed entry must decide the same
+ * on every node, so it cannot use a node's own --max-txn-ops (nodes may be
+ * configured differently); the configurable limit is enforced before
+ * proposing, and this fixed one is the last line against entries no
+ * proposer should have let through. No configured limit may exceed it. */
+#define STORE_APPLY_MAX_TXN_OPS 65536
 /* Nesting depth of txn inside txn. */
 #define STORE_MAX_TXN_DEPTH 8
 /* Members in a conf state, per list. */
@@ -80,9 +86,6 @@ struct store_options {
    * crash loses nothing, but a machine crash may corrupt the file (LMDB
    * does not order the meta write then). Default false. */
   bool apply_nosync;
-  /* Largest number of ops in one txn (all levels); 0 means
-   * STORE_DEFAULT_MAX_TXN_OPS. */
-  uint32_t max_txn_ops;
 };
 
 /* Opens (creating if needed) the store in directory dir (created if
@@ -519,7 +522,8 @@ void store_range_result_free(struct store_range_result *r);
  * (etcd range rules). A chunk ends on a revision boundary after max_events
  * events or max_bytes of keys and values, prev_kv included (a single
  * revision is never split,
- * so one revision may pass the bounds; a txn is bounded by max_txn_ops).
+ * so one revision may pass the bounds; a txn is bounded by
+ * STORE_APPLY_MAX_TXN_OPS).
  * with_prev fills prev_kv from the key's previous revision (has_prev 0 if
  * that was compacted away or the key did not exist). *next_rev is where to
  * continue; when *next_rev >= the end the history is exhausted. Errors:

@@ -1077,7 +1077,7 @@ static void fix_txn_revs(struct store_txn_resp *r, int64_t rev) {
  * *req_err, or an LMDB/memory error as the return value. */
 static int do_txn(struct wctx *w, const struct store_txn_req *t,
                   struct store_txn_resp *resp, int *req_err) {
-  int rc = store_txn_validate(t, w->st->opts.max_txn_ops);
+  int rc = store_txn_validate(t, STORE_APPLY_MAX_TXN_OPS);
   if (rc != 0) {
     *req_err = rc;
     return 0;

@@ -225,6 +225,34 @@ static void test_txn_duplicate_keys(void **state) {
   assert_int_equal(count(f, "a", NULL), 0);
 }
 
+/* Apply decides from the entry alone: a txn over etcd's proposal-time
+ * limit (128) but under the fixed apply ceiling commits, whatever limit the
+ * node was configured with. (It once used the node's own --max-txn-ops, so
+ * nodes configured differently could apply one entry differently.) */
+static void test_apply_txn_limit_is_fixed(void **state) {
+  struct fx *f = *state;
+  enum { N = 200 };
+  static struct store_request_op ops[N];
+  static char keys[N][8];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%03d", i);
+    ops[i].type = STORE_OP_PUT;
+    ops[i].u.put.key = (const uint8_t *)keys[i];
+    ops[i].u.put.key_len = strlen(keys[i]);
+    ops[i].u.put.value = (const uint8_t *)"v";
+    ops[i].u.put.value_len = 1;
+  }
+  struct store_txn_req t = {.success = ops, .n_success = N};
+  assert_int_equal(store_txn_validate(&t, STORE_DEFAULT_MAX_TXN_OPS),
+                   KEEL_ETOOMANYOPS);
+  struct store_request rq = {.type = STORE_REQ_TXN};
+  rq.u.txn = t;
+  struct store_apply_result res;
+  assert_int_equal(apply1(f, &rq, &res)->error, 0);
+  store_apply_result_free(&res);
+  assert_int_equal(count(f, "k", "l"), N);
+}
+
 static void test_nested_txn_one_revision(void **state) {
   struct fx *f = *state;
   assert_int_equal(put(f, "k1", "v", 0), 0); /* rev 2 */
@@ -499,6 +527,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_revisions_start_at_etcds, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_txn_duplicate_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_apply_txn_limit_is_fixed, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_nested_txn_one_revision, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_compare_over_range, setup, teardown),
