@@ -122,7 +122,15 @@ struct node {
   int n_pending_reads;
 };
 
-enum { EV_TICK, EV_DELIVER, EV_DISK, EV_CLIENT, EV_NEMESIS, EV_RESTART };
+enum {
+  EV_TICK,
+  EV_DELIVER,
+  EV_DISK,
+  EV_CLIENT,
+  EV_NEMESIS,
+  EV_RESTART,
+  EV_CRASH
+};
 
 struct event {
   uint64_t time, seq;
@@ -159,6 +167,7 @@ struct params {
   double loss, dup, reorder;
   uint64_t delay_max;
   double p_client, p_partition, p_crash, p_snapshot, p_conf, p_transfer;
+  double p_new_leader_crash; /* crash a leader just after its election */
   double skew;
   int slow_disks;
   bool pre_vote, check_quorum;
@@ -522,6 +531,10 @@ static void record_leader(struct node *nd) {
   grow_u64(&S.leader_of_term, &S.lot_cap, t + 1);
   if (S.leader_of_term[t] == 0) {
     S.leader_of_term[t] = nd->id;
+    /* A new leader is still bringing followers up to date: crashing it now
+     * is how Figure 8 histories start. */
+    if (!S.live && chance(S.p.p_new_leader_crash))
+      schedule(1 + rnd_below(3 * TICK), EV_CRASH, idx_of(nd->id), nd->inc);
     /* Leader completeness: whatever a leader of an earlier term committed
      * is in our log (log matching then covers the prefix). */
     uint64_t g = 0, gt = 0;
@@ -1082,6 +1095,7 @@ static void draw_params(void) {
   p->p_snapshot = rnd_below(2) ? rnd_unit() : 0;
   p->p_conf = rnd_below(3) == 0 ? rnd_unit() * 0.5 : 0;
   p->p_transfer = rnd_below(3) == 0 ? rnd_unit() * 0.3 : 0;
+  p->p_new_leader_crash = rnd_below(3) == 0 ? rnd_unit() * 0.5 : 0;
   static const double skews[] = {0, 0.1, 0.3};
   p->skew = skews[rnd_below(3)];
   p->slow_disks = (int)rnd_below(3);
@@ -1151,6 +1165,13 @@ static void handle(struct event *e) {
       nemesis();
       schedule(1 + rnd_below(2 * TICK), EV_NEMESIS, 0, 0);
     }
+    break;
+  case EV_CRASH:
+    if (!nd->up || e->inc != nd->inc || S.live)
+      break;
+    trace(EV_CRASH, e->node + 1, NULL, 0);
+    crash(nd);
+    schedule(TICK * (1 + rnd_below(30)), EV_RESTART, e->node, nd->inc);
     break;
   case EV_RESTART:
     if (nd->up || e->inc != nd->inc)
