@@ -22,7 +22,11 @@
  * Only one Ready is outstanding at a time: raft_has_ready() answers false
  * between raft_ready() and raft_advance(). The caller may keep calling
  * raft_step()/raft_tick() while its disk write is in flight; what those
- * produce appears in the next Ready.
+ * produce appears in the next Ready. Messages produced between two Readies
+ * accumulate in the core, so drain a Ready every loop turn (the number of
+ * messages per step is bounded by the cluster size; the committed entries
+ * of one Ready by 4 * max_msg_bytes; pending reads by
+ * RAFT_MAX_PENDING_READS; the uncommitted log by max_uncommitted).
  *
  * Errors: functions return 0 or a negative keel code (common/keel_error.h).
  *
