@@ -584,7 +584,11 @@ int keel_snapshot(keel_client *c, int endpoint, const struct keel_opts *opts,
  * (valid until the next call on s). */
 int keel_sync_new(const struct keel_config *cfg, keel_sync **out);
 void keel_sync_free(keel_sync *s);
+/* The client and its private loop: the asynchronous API (watches,
+ * keep-alives) may be used on them from the same thread, between sync
+ * calls; uv_run(keel_sync_loop(s), ...) drives it. */
 keel_client *keel_sync_client(keel_sync *s);
+uv_loop_t *keel_sync_loop(keel_sync *s);
 const char *keel_sync_message(const keel_sync *s);
 int64_t keel_sync_compact_revision(const keel_sync *s);
 

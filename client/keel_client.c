@@ -301,6 +301,9 @@ struct op {
   void *ud;
   void (*post)(keel_client *c, const void *resp); /* before cb, on success */
   uv_timer_t timer;
+  uint8_t *resp; /* the response message of the attempt in flight */
+  size_t resp_len;
+  int resp_count;
   int grpc;
   char msg[320];
   char ep_name[64];
@@ -404,6 +407,63 @@ static void on_unary(int code, const char *message, const uint8_t *resp,
   attempt_failed(op, cl);
 }
 
+/* Unary calls go through keel_grpc_client_start rather than the
+ * transport's unary helper so they can carry "hasleader": a member that
+ * lost its leader then answers "no leader" at once (certainly not applied,
+ * so any request fails over) instead of letting the request time out. */
+static const char *const unary_md[] = {"hasleader", "true", NULL};
+
+static void u_on_message(keel_grpc_client_call *call, const uint8_t *msg,
+                         size_t len, void *ud) {
+  struct op *op = ud;
+  (void)call;
+  if (op->resp_count++ > 0)
+    return; /* a unary method answers once; extra messages are ignored */
+  op->resp = malloc(len ? len : 1);
+  if (op->resp) {
+    memcpy(op->resp, msg, len);
+    op->resp_len = len;
+  }
+}
+
+static void u_on_status(keel_grpc_client_call *call, int code,
+                        const char *message, void *ud) {
+  struct op *op = ud;
+  (void)call;
+  uint8_t *resp = op->resp;
+  size_t len = op->resp_len;
+  int count = op->resp_count;
+  op->resp = NULL;
+  op->resp_len = 0;
+  op->resp_count = 0;
+  if (code == KEEL_GRPC_OK && (count != 1 || resp == NULL)) {
+    code = count == 0 ? KEEL_GRPC_INTERNAL : code;
+    message = count == 0 ? "no response message" : message;
+    if (resp == NULL && count > 0) {
+      code = KEEL_GRPC_RESOURCE_EXHAUSTED;
+      message = "out of memory for the response";
+    }
+  }
+  on_unary(code, message, resp, len, op);
+  free(resp);
+}
+
+static int unary_start(struct op *op, keel_grpc_channel *ch, uint64_t tmo) {
+  static const struct keel_grpc_client_callbacks cbs = {u_on_message,
+                                                        u_on_status, NULL};
+  keel_grpc_client_call *call;
+  int rc =
+      keel_grpc_client_start(ch, op->method, tmo, unary_md, &cbs, op, &call);
+  if (rc != 0)
+    return rc;
+  rc = keel_grpc_client_send(call, op->req, op->req_len);
+  if (rc == 0)
+    rc = keel_grpc_client_close_send(call);
+  if (rc != 0)
+    keel_grpc_client_cancel(call); /* on_status reports it */
+  return 0;
+}
+
 static void attempt(struct op *op) {
   keel_client *c = op->c;
   if (c->closing) {
@@ -442,8 +502,7 @@ static void attempt(struct op *op) {
   int err = 0;
   keel_grpc_channel *ch = keel__channel(c, ep, &err);
   if (ch != NULL)
-    err = keel_grpc_client_unary(ch, op->method, op->req, op->req_len,
-                                 op->deadline - now, on_unary, op);
+    err = unary_start(op, ch, op->deadline - now);
   if (err == 0)
     return;
   op->grpc = -1;

@@ -55,6 +55,9 @@ void keel_sync_free(keel_sync *s) {
 keel_client *keel_sync_client(keel_sync *s) {
   return s->c;
 }
+uv_loop_t *keel_sync_loop(keel_sync *s) {
+  return &s->loop;
+}
 const char *keel_sync_message(const keel_sync *s) {
   return s->msg;
 }
