@@ -187,6 +187,10 @@ int keel_client_new(uv_loop_t *loop, const struct keel_config *cfg,
   }
   c->n_eps = cfg->n_endpoints;
   c->rnd = uv_hrtime() ^ (uint64_t)(uintptr_t)c;
+  uv_idle_init(loop, &c->sq_idle);
+  uv_check_init(loop, &c->sq_check);
+  c->sq_idle.data = c->sq_check.data = c;
+  c->handles += 2;
   keel__streams_init(c);
   *out = c;
   return 0;
@@ -301,6 +305,8 @@ struct op {
   void *ud;
   void (*post)(keel_client *c, const void *resp); /* before cb, on success */
   uv_timer_t timer;
+  struct op *qnext; /* start queue (sq_check_cb) */
+  int queued;
   uint8_t *resp; /* the response message of the attempt in flight */
   size_t resp_len;
   int resp_count;
@@ -344,8 +350,48 @@ static void finish(struct op *op, int err, const void *resp) {
 
 static void attempt(struct op *op);
 
+/* Attempts start from a check handle (after the loop's poll phase), never
+ * straight from a timer or from keel_X: by then the loop has read any
+ * EOF/RST already waiting on an idle connection, so a request is not
+ * written into a connection whose server is known dead — it goes to a new
+ * connection, fails "connection failed" (certainly not applied) and fails
+ * over, instead of ending "outcome unknown". The idle handle keeps that
+ * poll from blocking. */
+static void sq_idle_cb(uv_idle_t *h) {
+  (void)h;
+}
+
+static void sq_check_cb(uv_check_t *h) {
+  keel_client *c = h->data;
+  struct op *q = c->sq_head;
+  c->sq_head = c->sq_tail = NULL;
+  uv_idle_stop(&c->sq_idle);
+  uv_check_stop(&c->sq_check);
+  while (q) {
+    struct op *next = q->qnext;
+    q->qnext = NULL;
+    q->queued = 0;
+    attempt(q);
+    q = next;
+  }
+}
+
+static void enqueue(struct op *op) {
+  keel_client *c = op->c;
+  assert(!op->queued);
+  op->queued = 1;
+  op->qnext = NULL;
+  if (c->sq_tail)
+    c->sq_tail->qnext = op;
+  else
+    c->sq_head = op;
+  c->sq_tail = op;
+  uv_idle_start(&c->sq_idle, sq_idle_cb);
+  uv_check_start(&c->sq_check, sq_check_cb);
+}
+
 static void on_retry_timer(uv_timer_t *t) {
-  attempt(t->data);
+  enqueue(t->data);
 }
 
 static void attempt_failed(struct op *op, struct keel_class cl) {
@@ -566,7 +612,7 @@ static int op_start(keel_client *c, const char *method, uint8_t *req,
   c->ops = op;
   c->n_pending++;
   /* The first attempt runs from the loop, so cb never runs inside keel_X. */
-  uv_timer_start(&op->timer, on_retry_timer, 0, 0);
+  enqueue(op);
   return 0;
 }
 
@@ -608,9 +654,13 @@ void keel_client_close(keel_client *c, void (*cb)(void *ud), void *ud) {
   /* Ops waiting for a retry end now; in-flight ones end when their channel
    * closes below (CANCELLED -> KEEL_ECANCELED). */
   struct op *op = c->ops;
+  c->sq_head = c->sq_tail = NULL;
+  uv_close((uv_handle_t *)&c->sq_idle, keel__handle_closed);
+  uv_close((uv_handle_t *)&c->sq_check, keel__handle_closed);
   while (op) {
     struct op *next = op->next;
-    if (uv_is_active((uv_handle_t *)&op->timer)) {
+    if (op->queued || uv_is_active((uv_handle_t *)&op->timer)) {
+      op->queued = 0;
       uv_timer_stop(&op->timer);
       finish(op, KEEL_ECANCELED, NULL);
     }

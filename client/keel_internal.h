@@ -31,6 +31,9 @@ struct keel_client {
   uint32_t n_pending;
   uint32_t handles; /* libuv handles and channels not yet released */
   struct op *ops;   /* pending requests */
+  struct op *sq_head, *sq_tail; /* attempts to start after the poll */
+  uv_idle_t sq_idle;
+  uv_check_t sq_check;
   void (*close_cb)(void *);
   void *close_ud;
   /* watch stream (keel_watch.c) */
