@@ -89,6 +89,21 @@
  *   else by gRPC status (INVALID_ARGUMENT -> -EINVAL, NOT_FOUND ->
  *   KEEL_ENOTFOUND, otherwise -EIO).
  *
+ * EXAMPLE (the whole program: client/examples/keel_example.c)
+ *
+ *   const char *eps[] = {"127.0.0.1:2379", "127.0.0.2:2379"};
+ *   struct keel_config cfg;
+ *   keel_config_default(&cfg);
+ *   cfg.endpoints = eps;
+ *   cfg.n_endpoints = 2;
+ *   keel_sync *s;
+ *   if (keel_sync_new(&cfg, &s) != 0) ...
+ *   int rc = keel_sync_put_str(s, "app/flag", "on", NULL);
+ *   if (rc == KEEL_EUNKNOWN) ... re-read: it may or may not have happened
+ *   else if (rc) fprintf(stderr, "%s: %s\n", keel_strerror(rc),
+ *                        keel_sync_message(s));
+ *   keel_sync_free(s);
+ *
  * BOUNDS
  *
  *   max_pending outstanding requests per client (KEEL_EBUSY past it),

@@ -26,12 +26,29 @@ static pid_t all_pids[64];
 static int n_all;
 static int hooks_installed;
 
+/* Clusters not stopped yet (a failed assertion longjmps past a test's
+ * own cleanup): their directories go at exit. */
+static struct etcd_cluster *live[16];
+
+static int rm_one(const char *p, const struct stat *st, int flag,
+                  struct FTW *f);
+
 static void kill_all(void) {
   for (int i = 0; i < n_all; i++)
     if (all_pids[i] > 0) {
       kill(-all_pids[i], SIGKILL);
       kill(-all_pids[i], SIGCONT);
     }
+}
+
+static void at_exit(void) {
+  kill_all();
+  for (int i = 0; i < n_all; i++)
+    if (all_pids[i] > 0)
+      waitpid(all_pids[i], NULL, 0);
+  for (int i = 0; i < 16; i++)
+    if (live[i] && live[i]->root[0])
+      nftw(live[i]->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void on_signal(int sig) {
@@ -44,7 +61,7 @@ static void install_hooks(void) {
   if (hooks_installed)
     return;
   hooks_installed = 1;
-  atexit(kill_all);
+  atexit(at_exit);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGABRT, on_signal);
@@ -215,6 +232,11 @@ int etcd_cluster_start(struct etcd_cluster *cl, int n, const char *extra_flag) {
   snprintf(cl->root, sizeof(cl->root), "/tmp/keel-e2e-XXXXXX");
   if (mkdtemp(cl->root) == NULL)
     return -1;
+  for (int i = 0; i < 16; i++)
+    if (live[i] == NULL || live[i] == cl) {
+      live[i] = cl;
+      break;
+    }
   char initial[1024] = "";
   size_t l = 0;
   for (int i = 0; i < n; i++) {
@@ -327,6 +349,9 @@ void etcd_cluster_stop(struct etcd_cluster *cl) {
   if (cl->root[0])
     nftw(cl->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   cl->root[0] = 0;
+  for (int i = 0; i < 16; i++)
+    if (live[i] == cl)
+      live[i] = NULL;
 }
 
 void etcd_cluster_endpoints(const struct etcd_cluster *cl, const char **out) {

@@ -611,11 +611,19 @@ static void test_deadline_stopped_server(void **state) {
 
 /* NOSPACE: a node with a tiny quota; writes fail with KEEL_ENOSPACE and
  * the alarm shows in the alarm list. */
+static struct etcd_cluster q;
+static int q_setup(void **state) {
+  (void)state;
+  return etcd_cluster_start(&q, 1, "--quota-backend-bytes=262144");
+}
+static int q_teardown(void **state) {
+  (void)state;
+  etcd_cluster_stop(&q);
+  return 0;
+}
+
 static void test_nospace(void **state) {
   (void)state;
-  struct etcd_cluster q;
-  assert_int_equal(etcd_cluster_start(&q, 1, "--quota-backend-bytes=262144"),
-                   0);
   const char *eps[1];
   etcd_cluster_endpoints(&q, eps);
   struct keel_config cfg;
@@ -645,7 +653,6 @@ static void test_nospace(void **state) {
   struct keel_delete_req d = {.key = B("big/0")};
   assert_int_equal(keel_sync_delete(s, &d, NULL, NULL), 0);
   keel_sync_free(s);
-  etcd_cluster_stop(&q);
 }
 
 int main(void) {
@@ -659,7 +666,7 @@ int main(void) {
       cmocka_unit_test(test_cluster),
       cmocka_unit_test(test_maintenance),
       cmocka_unit_test(test_deadline_stopped_server),
-      cmocka_unit_test(test_nospace),
+      cmocka_unit_test_setup_teardown(test_nospace, q_setup, q_teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
