@@ -473,9 +473,12 @@ int keel_watch_create(keel_client *c, const struct keel_watch_req *req,
 /* Cancels a watcher (the server is told); cb is not called again; w is
  * freed. Allowed inside its own callback. */
 void keel_watch_cancel(keel_watcher *w);
-/* Asks the server for a progress notification on the stream (every synced
- * watcher then gets an empty batch with the current revision). Returns 0 or
- * KEEL_EUNAVAILABLE when the stream is not up. */
+/* Asks the server for a progress notification on the stream: every watcher
+ * of the client then gets an empty batch whose header.revision is the
+ * server's current revision. (etcd 3.4 answers this even for a watcher
+ * still catching up, so it does not move resume points; per-watcher
+ * progress_notify answers, sent only to caught-up watchers, do.) Returns
+ * 0, or KEEL_EUNAVAILABLE when the stream is not up (reconnecting). */
 int keel_watch_progress(keel_client *c);
 /* The next revision w expects (the last delivered + 1; 0 before the first
  * answer of a watch "from now"). */
@@ -501,9 +504,12 @@ struct keel_members_resp {
   size_t n_members;
 };
 
-/* resp keel_members_resp for all five. List is retried; add, remove,
- * update, promote are not retried after a lost connection. Server errors
- * about membership map to KEEL_EMEMBER (message says which). */
+/* resp keel_members_resp for all five (added set by member_add only).
+ * List and update (setting the same URLs twice is harmless) are retried;
+ * add, remove, promote are not retried after a lost connection
+ * (KEEL_EUNKNOWN). Server errors about membership (member not found,
+ * learner not in sync, peer URL exists, ...) map to KEEL_EMEMBER; the
+ * message says which. -EINVAL: no peer URLs. */
 int keel_member_list(keel_client *c, int linearizable,
                      const struct keel_opts *opts, keel_cb cb, void *ud);
 int keel_member_add(keel_client *c, const char *const *peer_urls, size_t n,
@@ -517,9 +523,11 @@ int keel_member_update(keel_client *c, uint64_t id,
 int keel_member_promote(keel_client *c, uint64_t id,
                         const struct keel_opts *opts, keel_cb cb, void *ud);
 
-/* Replaces the endpoint list with the client URLs of the cluster's members
- * (http:// URLs only; breaker state kept for endpoints that stay). cb gets
- * keel_members_resp. Fails with -EINVAL (cb) if the list would be empty. */
+/* Asks for the member list and replaces the endpoint list with the
+ * members' client URLs ("http://" only; at most KEEL_MAX_ENDPOINTS; breaker
+ * state and connections kept for endpoints that stay). When the answer has
+ * no usable URL the old list stays. cb gets keel_members_resp. Requests in
+ * flight on a dropped endpoint end as after a lost connection. */
 int keel_endpoints_refresh(keel_client *c, keel_cb cb, void *ud);
 
 /* ------------------------------------------------------------------ */
@@ -554,8 +562,10 @@ struct keel_hashkv_resp {
   int64_t compact_revision;
 };
 
-/* These go to one given endpoint index (a member-local question), or, with
- * endpoint -1, to the current one with failover.
+/* Functions with an `endpoint` argument ask that endpoint (index into the
+ * endpoint list: a member-local question, retried on it only), or, with
+ * endpoint -1, the current one with failover. The others go to the current
+ * endpoint with failover.
  * status: keel_status_resp. alarm_list: keel_alarm_resp.
  * alarm_disarm(member 0 = all, type): keel_alarm_resp (safe to repeat).
  * defragment: keel_header (safe to repeat). hashkv(revision 0 = latest):

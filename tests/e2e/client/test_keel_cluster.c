@@ -494,6 +494,62 @@ static void test_move_leader(void **state) {
   keel_sync_free(s);
 }
 
+struct kast {
+  int renewals, err;
+};
+static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
+  (void)ka;
+  (void)ttl;
+  struct kast *k = ud;
+  if (err)
+    k->err = err;
+  else
+    k->renewals++;
+}
+
+/* A lease kept alive through a client whose keep-alive stream's server is
+ * killed: the stream reopens elsewhere and the lease outlives its TTL
+ * several times over. */
+static void test_keepalive_survives_kill(void **state) {
+  (void)state;
+  const char *eps[3];
+  struct keel_config cfg;
+  config(&cfg, eps);
+  keel_sync *s;
+  assert_int_equal(keel_sync_new(&cfg, &s), 0);
+  struct keel_lease_grant_resp *g;
+  assert_int_equal(keel_sync_lease_grant(s, 2, 0, &g), 0);
+  int64_t id = g->id;
+  keel_resp_free(g);
+  keel_client *c = keel_sync_client(s);
+  uv_loop_t *loop = keel_sync_loop(s);
+  struct kast k = {0};
+  assert_int_equal(keel_lease_keepalive(c, id, on_ka, &k, NULL), 0);
+  while (k.renewals < 2 && k.err == 0)
+    uv_run(loop, UV_RUN_ONCE);
+  int victim = etcd_node_by_endpoint(&cl, c->eps[c->kep].name);
+  etcd_node_kill(&cl, victim);
+  int before = k.renewals;
+  /* 5 s: two and a half TTLs (a time-bounded observation). */
+  uv_timer_t t;
+  int fired = 0;
+  uv_timer_init(loop, &t);
+  t.data = &fired;
+  uv_timer_start(&t, on_timer_flag, 5000, 0);
+  while (!fired)
+    uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  assert_int_equal(k.err, 0);
+  assert_true(k.renewals >= before + 4);
+  assert_true(c->eps[c->kep].name[0] &&
+              etcd_node_by_endpoint(&cl, c->eps[c->kep].name) != victim);
+  struct keel_lease_ttl_resp *tr;
+  assert_int_equal(keel_sync_lease_ttl(s, id, 0, &tr), 0);
+  assert_true(tr->ttl > 0);
+  keel_resp_free(tr);
+  keel_sync_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_failover_and_refresh, setup,
@@ -506,6 +562,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_put_unknown_read_fails_over, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_move_leader, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keepalive_survives_kill, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
