@@ -1316,25 +1316,28 @@ static void refresh_post(keel_client *c, const void *resp) {
   struct keel_endpoint *eps;
   if (n == 0 || build_endpoints(c, list, n, &eps) != 0)
     return; /* keep the old list: a half-understood one is worse */
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < c->n_eps; j++)
-      if (strcmp(eps[i].name, c->eps[j].name) == 0 && c->eps[j].name[0]) {
+  /* Where each old endpoint went (-1: dropped), by name. */
+  int moved[KEEL_MAX_ENDPOINTS];
+  for (size_t j = 0; j < c->n_eps; j++) {
+    moved[j] = -1;
+    for (size_t i = 0; i < n && moved[j] < 0; i++)
+      if (strcmp(eps[i].name, c->eps[j].name) == 0 && eps[i].ch == NULL) {
         eps[i].breaker = c->eps[j].breaker;
         eps[i].ch = c->eps[j].ch;
         c->eps[j].ch = NULL;
-        c->eps[j].name[0] = 0;
+        moved[j] = (int)i;
       }
-  const char *curname = c->eps[c->cur].name;
-  size_t cur = 0;
-  for (size_t i = 0; i < n; i++)
-    if (curname[0] && strcmp(eps[i].name, curname) == 0)
-      cur = i;
+  }
+  c->cur = moved[c->cur] >= 0 ? (size_t)moved[c->cur] : 0;
+  /* The streams keep their connection if its endpoint stays; otherwise
+   * their channel closes below and they reopen elsewhere. */
+  c->wep = c->wep >= 0 ? moved[c->wep] : -1;
+  c->kep = c->kep >= 0 ? moved[c->kep] : -1;
   for (size_t j = 0; j < c->n_eps; j++)
     channel_drop(c, &c->eps[j]);
   free(c->eps);
   c->eps = eps;
   c->n_eps = n;
-  c->cur = cur;
   c->gen++;
 }
 

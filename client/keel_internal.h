@@ -39,6 +39,7 @@ struct keel_client {
   /* watch stream (keel_watch.c) */
   struct keel_watcher *watchers;
   uint32_t n_watchers;
+  int w_busy; /* dispatching watcher callbacks: dead ones stay linked */
   int64_t next_watch_id;
   keel_grpc_client_call *wcall;
   int wep;           /* endpoint of the watch stream */
@@ -48,6 +49,7 @@ struct keel_client {
   /* keep-alive stream */
   struct keel_keepalive *kas;
   uint32_t n_kas;
+  int k_busy;
   keel_grpc_client_call *kcall;
   int kep;
   uint32_t kfails;

@@ -72,18 +72,34 @@ static void w_free(struct keel_watcher *w) {
   free(w);
 }
 
-/* Calls the watcher's callback; returns 0 if w is gone afterwards. */
-static int w_deliver(struct keel_watcher *w, const struct keel_watch_batch *b) {
+/* Dead watchers stay linked while callbacks are being dispatched
+ * (c->w_busy), so a callback may cancel any watcher, itself included,
+ * without pulling the list from under the loop; they are freed here. */
+static void w_sweep(keel_client *c) {
+  if (c->w_busy)
+    return;
+  for (struct keel_watcher *w = c->watchers, *nx; w; w = nx) {
+    nx = w->next;
+    if (w->dead) {
+      w_unlink(w);
+      w_free(w);
+    }
+  }
+}
+
+/* Calls the watcher's callback (never for a dead one); a batch with an
+ * error is the last: the watcher is dead afterwards. */
+static void w_deliver(struct keel_watcher *w,
+                      const struct keel_watch_batch *b) {
+  if (w->dead)
+    return;
+  w->c->w_busy++;
   w->in_cb = 1;
   w->cb(w, b, w->ud);
   w->in_cb = 0;
-  if (w->dead || b->err != 0) {
-    if (!w->dead)
-      w_unlink(w);
-    w_free(w);
-    return 0;
-  }
-  return 1;
+  w->c->w_busy--;
+  if (b->err != 0)
+    w->dead = 1;
 }
 
 static int w_send(keel_client *c, Etcdserverpb__WatchRequest *req) {
@@ -131,7 +147,7 @@ static int w_send_create(struct keel_watcher *w) {
 
 static struct keel_watcher *w_find(keel_client *c, int64_t id) {
   for (struct keel_watcher *w = c->watchers; w; w = w->next)
-    if (w->id == id)
+    if (w->id == id && !w->dead)
       return w;
   return NULL;
 }
@@ -187,10 +203,19 @@ static void w_events(struct keel_watcher *w,
   free(prev);
 }
 
+static void w_on_message_body(keel_client *c, const uint8_t *msg, size_t len);
+
 static void w_on_message(keel_grpc_client_call *call, const uint8_t *msg,
                          size_t len, void *ud) {
   keel_client *c = ud;
   (void)call;
+  c->w_busy++;
+  w_on_message_body(c, msg, len);
+  c->w_busy--;
+  w_sweep(c);
+}
+
+static void w_on_message_body(keel_client *c, const uint8_t *msg, size_t len) {
   Etcdserverpb__WatchResponse *m =
       etcdserverpb__watch_response__unpack(NULL, len, msg);
   if (m == NULL) {
@@ -250,8 +275,8 @@ static void w_on_status(keel_grpc_client_call *call, int code,
   (void)code;
   (void)message;
   c->wcall = NULL;
-  if (c->closing)
-    return;
+  if (c->closing || c->watchers == NULL)
+    return; /* an idle stream ending says little about the endpoint */
   keel__ep_failed(c, c->wep);
   c->wfails++;
   watch_schedule(c);
@@ -294,7 +319,8 @@ static void watch_schedule(keel_client *c) {
     return;
   }
   for (struct keel_watcher *w = c->watchers; w && c->wcall; w = w->next)
-    w_send_create(w);
+    if (!w->dead)
+      w_send_create(w);
 }
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n) {
@@ -362,11 +388,8 @@ void keel_watch_cancel(keel_watcher *w) {
     req.cancel_request = &cr;
     w_send(c, &req);
   }
-  w_unlink(w);
-  if (w->in_cb)
-    w->dead = 1;
-  else
-    w_free(w);
+  w->dead = 1;
+  w_sweep(c);
 }
 
 int keel_watch_progress(keel_client *c) {
@@ -390,19 +413,18 @@ void keel__watch_close_all(keel_client *c) {
   if (c->wtimer_armed)
     uv_timer_stop(&c->wtimer);
   c->wtimer_armed = 0;
-  while (c->watchers) {
-    struct keel_watcher *w = c->watchers;
-    w_unlink(w);
+  c->w_busy++;
+  for (struct keel_watcher *w = c->watchers; w; w = w->next) {
     struct keel_watch_batch b = {0};
     b.err = KEEL_ECANCELED;
     b.message = "client closed";
-    if (w->in_cb) {
-      w->dead = 1; /* its running callback returns first; no second call */
-      continue;
-    }
-    w->cb(w, &b, w->ud);
-    w_free(w);
+    if (w->in_cb) /* closing from its own callback: no second call */
+      w->dead = 1;
+    else
+      w_deliver(w, &b);
   }
+  c->w_busy--;
+  w_sweep(c);
   if (c->wcall)
     keel_grpc_client_cancel(c->wcall);
   c->wcall = NULL;
@@ -438,6 +460,18 @@ static void ka_unlink(struct keel_keepalive *k) {
   c->n_kas--;
 }
 
+static void ka_sweep(keel_client *c) {
+  if (c->k_busy)
+    return;
+  for (struct keel_keepalive *k = c->kas, *nx; k; k = nx) {
+    nx = k->next;
+    if (k->dead) {
+      ka_unlink(k);
+      free(k);
+    }
+  }
+}
+
 static void ka_on_message(keel_grpc_client_call *call, const uint8_t *msg,
                           size_t len, void *ud) {
   keel_client *c = ud;
@@ -449,9 +483,9 @@ static void ka_on_message(keel_grpc_client_call *call, const uint8_t *msg,
   c->kfails = 0;
   keel__ep_ok(c, c->kep);
   uint64_t now = keel__now(c);
-  for (struct keel_keepalive *k = c->kas, *nx; k; k = nx) {
-    nx = k->next;
-    if (k->id != m->id)
+  c->k_busy++; /* stops inside callbacks only mark: the list stays intact */
+  for (struct keel_keepalive *k = c->kas; k; k = k->next) {
+    if (k->id != m->id || k->dead)
       continue;
     k->sent = 0;
     int err = m->ttl <= 0 ? KEEL_ELEASENOTFOUND : 0;
@@ -464,13 +498,11 @@ static void ka_on_message(keel_grpc_client_call *call, const uint8_t *msg,
       k->cb(k, err, m->ttl, k->ud);
       k->in_cb = 0;
     }
-    if (err || k->dead) {
-      if (!k->dead)
-        ka_unlink(k);
-      nx = k->next ? k->next : nx;
-      free(k);
-    }
+    if (err)
+      k->dead = 1; /* the lease is gone: this was the last call */
   }
+  c->k_busy--;
+  ka_sweep(c);
   etcdserverpb__lease_keep_alive_response__free_unpacked(m, NULL);
   ka_schedule(c);
 }
@@ -482,8 +514,8 @@ static void ka_on_status(keel_grpc_client_call *call, int code,
   (void)code;
   (void)message;
   c->kcall = NULL;
-  if (c->closing)
-    return;
+  if (c->closing || c->kas == NULL)
+    return; /* an idle stream ending says little about the endpoint */
   keel__ep_failed(c, c->kep);
   c->kfails++;
   for (struct keel_keepalive *k = c->kas; k; k = k->next) {
@@ -541,6 +573,8 @@ static void ka_schedule(keel_client *c) {
   }
   uint64_t next = UINT64_MAX;
   for (struct keel_keepalive *k = c->kas; k && c->kcall; k = k->next) {
+    if (k->dead)
+      continue;
     if (!k->sent && k->next_send <= now) {
       Etcdserverpb__LeaseKeepAliveRequest r;
       etcdserverpb__lease_keep_alive_request__init(&r);
@@ -608,31 +642,23 @@ int keel_lease_keepalive(keel_client *c, int64_t id, keel_keepalive_cb cb,
 void keel_lease_keepalive_stop(keel_keepalive *k) {
   if (k->dead)
     return;
-  keel_client *c = k->c;
-  ka_unlink(k);
-  if (k->in_cb)
-    k->dead = 1;
-  else
-    free(k);
-  if (c->kas == NULL && c->kcall) {
-    keel_grpc_client_call *call = c->kcall;
-    keel_grpc_client_close_send(call);
-  }
+  k->dead = 1;
+  ka_sweep(k->c);
+  /* The shared stream stays open (idle) for later keep-alives. */
 }
 
 void keel__keepalive_close_all(keel_client *c) {
   uv_timer_stop(&c->ktimer);
-  while (c->kas) {
-    struct keel_keepalive *k = c->kas;
-    ka_unlink(k);
-    if (k->in_cb) {
-      k->dead = 1;
+  c->k_busy++;
+  for (struct keel_keepalive *k = c->kas; k; k = k->next) {
+    if (k->dead)
       continue;
-    }
-    if (k->cb)
+    k->dead = 1;
+    if (k->cb && !k->in_cb) /* not again from inside its own callback */
       k->cb(k, KEEL_ECANCELED, 0, k->ud);
-    free(k);
   }
+  c->k_busy--;
+  ka_sweep(c);
   if (c->kcall)
     keel_grpc_client_cancel(c->kcall);
   c->kcall = NULL;

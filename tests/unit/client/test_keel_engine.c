@@ -342,6 +342,45 @@ static void test_close_with_pending(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A callback that closes the client: the other pending request and the
+ * watcher end with KEEL_ECANCELED, once; closing completes. */
+static keel_client *closing_client;
+static void on_res_close(const struct keel_result *res, const void *resp,
+                         void *ud) {
+  on_res(res, resp, ud);
+  closed = 0;
+  keel_client_close(closing_client, on_closed, NULL);
+}
+
+static void test_close_inside_callback(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct fake f;
+  fake_start(&loop, &f, FAKE_SILENT);
+  keel_client *c = client_for(&loop, f.port);
+  closing_client = c;
+  struct keel_range_req r = {.key = KEY, .key_len = 1};
+  struct keel_opts quick = {.timeout_ms = 50};
+  struct got g1 = {0}, g2 = {0};
+  assert_int_equal(keel_range(c, &r, &quick, on_res_close, &g1), 0);
+  assert_int_equal(keel_range(c, &r, NULL, on_res, &g2), 0);
+  struct keel_watch_req wr = {.key = KEY, .key_len = 1};
+  int werr = 1;
+  assert_int_equal(keel_watch_create(c, &wr, on_watch, &werr, NULL), 0);
+  closed = 0;
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(g1.done, 1);
+  assert_int_equal(g1.res.err, KEEL_ETIMEOUT);
+  assert_int_equal(g2.done, 1);
+  assert_int_equal(g2.res.err, KEEL_ECANCELED);
+  assert_int_equal(werr, KEEL_ECANCELED);
+  fake_stop(&f);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_bad_config(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -404,6 +443,7 @@ int main(void) {
       cmocka_unit_test(test_refused_put_retried_then_breaker_opens),
       cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_close_with_pending),
+      cmocka_unit_test(test_close_inside_callback),
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_prefix_end),
   };
