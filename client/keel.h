@@ -145,6 +145,8 @@ struct keel_config {
   uint32_t max_watchers;        /* 10000 */
   uint32_t max_keepalives;      /* 10000 */
   size_t max_recv_msg_bytes;    /* 64 MiB */
+  uint64_t stream_probe_ms;     /* watch/keep-alive stream liveness: 5000,
+                                 * 0 = off (see keel_watch_create) */
 };
 
 /* Fills cfg with the defaults above (no endpoints). */
@@ -465,6 +467,13 @@ typedef void (*keel_watch_cb)(keel_watcher *w,
  * the current endpoint. When the stream breaks, it is reopened (with
  * backoff, on another endpoint if needed) and every watcher resumes from
  * the revision after the last one it was given: no gap, no duplicate.
+ * A stream that hangs without breaking (a frozen server) is found by a
+ * probe: every stream_probe_ms, if nothing arrived since the last tick, a
+ * progress request is sent (its answer is not delivered); no answer by the
+ * next tick and the stream is treated as broken. The keep-alive stream is
+ * treated as broken when a renewal stays unanswered for stream_probe_ms.
+ * The batch and everything it points to are valid during the callback
+ * only (keel_resp_keep does not apply).
  * Events of one revision are delivered together.
  * Returns 0; -EINVAL (empty key), KEEL_ELIMIT (max_watchers), KEEL_ECANCELED
  * (client closing), -ENOMEM. */

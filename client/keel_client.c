@@ -112,6 +112,7 @@ void keel_config_default(struct keel_config *cfg) {
   cfg->max_watchers = 10000;
   cfg->max_keepalives = 10000;
   cfg->max_recv_msg_bytes = 64u << 20;
+  cfg->stream_probe_ms = 5000;
 }
 
 /* "host:port" or "http://host:port" (trailing '/' allowed). */

@@ -45,6 +45,12 @@ struct keel_client {
   int wep;           /* endpoint of the watch stream */
   uint32_t wfails;   /* consecutive stream failures, for backoff */
   uv_timer_t wtimer; /* reopen backoff */
+  uv_timer_t wprobe; /* stream liveness (stream_probe_ms) */
+  int w_rx;          /* a message arrived since the last probe tick */
+  int w_probe_sent;
+  int w_stalled;
+  uint64_t w_prog_fifo; /* outstanding progress requests, 1 = internal */
+  int w_prog_n;
   int wtimer_armed;
   /* keep-alive stream */
   struct keel_keepalive *kas;

@@ -53,6 +53,7 @@ struct keel_watcher {
 };
 
 static void watch_schedule(keel_client *c);
+static void w_on_probe(uv_timer_t *t);
 
 static void w_unlink(struct keel_watcher *w) {
   keel_client *c = w->c;
@@ -209,6 +210,7 @@ static void w_on_message(keel_grpc_client_call *call, const uint8_t *msg,
                          size_t len, void *ud) {
   keel_client *c = ud;
   (void)call;
+  c->w_rx = 1;
   c->w_busy++;
   w_on_message_body(c, msg, len);
   c->w_busy--;
@@ -226,8 +228,16 @@ static void w_on_message_body(keel_client *c, const uint8_t *msg, size_t len) {
   int64_t hdr_rev = m->header ? m->header->revision : 0;
   if (m->watch_id == -1) {
     /* etcd 3.4's answer to a progress request, for every watcher. It is
-     * not guarded by "synced" there, so it does not move resume points. */
-    for (struct keel_watcher *w = c->watchers, *nx; w; w = nx) {
+     * not guarded by "synced" there, so it does not move resume points.
+     * Answers to the library's own liveness probes are not delivered. */
+    int internal = 0;
+    if (c->w_prog_n > 0) {
+      internal = (int)(c->w_prog_fifo & 1);
+      c->w_prog_fifo >>= 1;
+      c->w_prog_n--;
+    }
+    for (struct keel_watcher *w = internal ? NULL : c->watchers, *nx; w;
+         w = nx) {
       nx = w->next;
       struct keel_watch_batch b = {0};
       b.message = "";
@@ -275,6 +285,9 @@ static void w_on_status(keel_grpc_client_call *call, int code,
   (void)code;
   (void)message;
   c->wcall = NULL;
+  uv_timer_stop(&c->wprobe);
+  c->w_prog_fifo = 0;
+  c->w_prog_n = 0;
   if (c->closing || c->watchers == NULL)
     return; /* an idle stream ending says little about the endpoint */
   keel__ep_failed(c, c->wep);
@@ -318,6 +331,11 @@ static void watch_schedule(keel_client *c) {
     watch_schedule(c);
     return;
   }
+  c->w_rx = 0;
+  c->w_probe_sent = 0;
+  if (c->cfg.stream_probe_ms > 0)
+    uv_timer_start(&c->wprobe, w_on_probe, c->cfg.stream_probe_ms,
+                   c->cfg.stream_probe_ms);
   for (struct keel_watcher *w = c->watchers; w && c->wcall; w = w->next)
     if (!w->dead)
       w_send_create(w);
@@ -392,9 +410,14 @@ void keel_watch_cancel(keel_watcher *w) {
   w_sweep(c);
 }
 
-int keel_watch_progress(keel_client *c) {
+/* Sends a progress request; internal ones (liveness probes) are answered
+ * to nobody. The FIFO of outstanding ones tells the answers apart (the
+ * server answers in order on the stream). */
+static int w_progress(keel_client *c, int internal) {
   if (c->wcall == NULL)
     return KEEL_EUNAVAILABLE;
+  if (c->w_prog_n >= 64)
+    return KEEL_EBUSY;
   Etcdserverpb__WatchProgressRequest pr;
   etcdserverpb__watch_progress_request__init(&pr);
   Etcdserverpb__WatchRequest req;
@@ -402,7 +425,33 @@ int keel_watch_progress(keel_client *c) {
   req.request_union_case =
       ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
   req.progress_request = &pr;
-  return w_send(c, &req);
+  int rc = w_send(c, &req);
+  if (rc == 0) {
+    c->w_prog_fifo |= (uint64_t)(internal ? 1 : 0) << c->w_prog_n;
+    c->w_prog_n++;
+  }
+  return rc;
+}
+
+int keel_watch_progress(keel_client *c) {
+  return w_progress(c, 0);
+}
+
+/* Liveness: a stream can hang without closing (a frozen server, a silent
+ * network). Every stream_probe_ms the stream must have carried a message
+ * since the last tick, or answered the probe sent then; otherwise it is
+ * canceled and reopened elsewhere, resuming from next_rev. */
+static void w_on_probe(uv_timer_t *t) {
+  keel_client *c = t->data;
+  if (c->wcall == NULL)
+    return;
+  if (!c->w_rx && c->w_probe_sent) {
+    c->w_stalled = 1;
+    keel_grpc_client_cancel(c->wcall); /* -> w_on_status -> reopen */
+    return;
+  }
+  c->w_rx = 0;
+  c->w_probe_sent = w_progress(c, 1) == 0;
 }
 
 int64_t keel_watch_next_revision(const keel_watcher *w) {
@@ -429,6 +478,7 @@ void keel__watch_close_all(keel_client *c) {
     keel_grpc_client_cancel(c->wcall);
   c->wcall = NULL;
   uv_close((uv_handle_t *)&c->wtimer, keel__handle_closed);
+  uv_close((uv_handle_t *)&c->wprobe, keel__handle_closed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -441,6 +491,8 @@ struct keel_keepalive {
   int64_t id;
   uint64_t next_send; /* loop time of the next renewal */
   int sent;           /* a renewal is outstanding on this stream */
+  int awaiting;       /* some renewal unanswered since sent_at */
+  uint64_t sent_at;
   keel_keepalive_cb cb;
   void *ud;
   int in_cb, dead;
@@ -488,6 +540,7 @@ static void ka_on_message(keel_grpc_client_call *call, const uint8_t *msg,
     if (k->id != m->id || k->dead)
       continue;
     k->sent = 0;
+    k->awaiting = 0;
     int err = m->ttl <= 0 ? KEEL_ELEASENOTFOUND : 0;
     if (err == 0) {
       uint64_t iv = (uint64_t)m->ttl * 1000 / 3;
@@ -520,6 +573,7 @@ static void ka_on_status(keel_grpc_client_call *call, int code,
   c->kfails++;
   for (struct keel_keepalive *k = c->kas; k; k = k->next) {
     k->sent = 0;
+    k->awaiting = 0;
     k->next_send = 0; /* renew at once on the new stream */
   }
   ka_schedule(c);
@@ -583,6 +637,10 @@ static void ka_schedule(keel_client *c) {
       size_t len = etcdserverpb__lease_keep_alive_request__pack(&r, b);
       if (keel_grpc_client_send(c->kcall, b, len) != 0)
         break; /* buffer full: try at the next tick */
+      if (!k->awaiting) {
+        k->awaiting = 1;
+        k->sent_at = now;
+      }
       k->sent = 1;
       /* No answer within a second: send again (the stream may be stuck
        * behind a lost leader; a renewal is safe to repeat). */
@@ -607,9 +665,19 @@ static void ka_schedule(keel_client *c) {
 static void ka_on_timer(uv_timer_t *t) {
   keel_client *c = t->data;
   uint64_t now = keel__now(c);
-  for (struct keel_keepalive *k = c->kas; k; k = k->next)
+  for (struct keel_keepalive *k = c->kas; k; k = k->next) {
+    if (k->dead || !k->awaiting)
+      continue;
+    /* Unanswered for stream_probe_ms: the stream hangs (frozen server):
+     * reopen it elsewhere; renewals are safe to repeat. */
+    if (c->kcall && c->cfg.stream_probe_ms > 0 &&
+        now >= k->sent_at + c->cfg.stream_probe_ms) {
+      keel_grpc_client_cancel(c->kcall); /* -> ka_on_status -> reopen */
+      return;
+    }
     if (k->sent && k->next_send <= now)
       k->sent = 0; /* unanswered: resend */
+  }
   ka_schedule(c);
 }
 
@@ -670,7 +738,9 @@ void keel__streams_init(keel_client *c) {
   c->wtimer.data = c;
   uv_timer_init(c->loop, &c->ktimer);
   c->ktimer.data = c;
-  c->handles += 2;
+  uv_timer_init(c->loop, &c->wprobe);
+  c->wprobe.data = c;
+  c->handles += 3;
   c->wep = c->kep = -1;
 }
 

@@ -262,16 +262,18 @@ static void write_next(struct writer *w) {
   assert_int_equal(keel_put(w->c, &p, NULL, on_written, w), 0);
 }
 
-static void test_watch_resume_across_kill(void **state) {
-  (void)state;
+/* freeze = 0: the stream's server is killed (connection lost);
+ * freeze = 1: it is frozen (SIGSTOP: the connection stays up, silent), and
+ * the liveness probe must notice. Writes go on meanwhile. */
+static void watch_resume(int freeze) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   const char *eps[3];
   struct keel_config cfg;
   config(&cfg, eps);
+  cfg.stream_probe_ms = 500;
   keel_client *wc, *pc;
   assert_int_equal(keel_client_new(&loop, &cfg, &wc), 0);
-  assert_int_equal(keel_client_new(&loop, &cfg, &pc), 0);
   uint8_t end[8];
   struct keel_watch_req wr = {.key = B("wr/")};
   wr.range_end = end;
@@ -282,15 +284,29 @@ static void test_watch_resume_across_kill(void **state) {
   assert_int_equal(keel_watch_create(wc, &wr, on_w, &ws, &w), 0);
   while (keel_watch_next_revision(w) == 0)
     uv_run(&loop, UV_RUN_ONCE);
-  struct writer wt = {.c = pc, .total = 400};
-  write_next(&wt);
-  /* After 100 events, kill the node the watch stream is on. */
-  while (ws.n < 100 && !wt.done)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_true(ws.n >= 100);
   int victim = wc->wep;
   assert_true(victim >= 0);
-  etcd_node_kill(&cl, etcd_node_by_endpoint(&cl, wc->eps[victim].name));
+  int vnode = etcd_node_by_endpoint(&cl, wc->eps[victim].name);
+  /* The writer avoids a frozen node (its puts would only time out). */
+  const char *weps[3];
+  size_t nw = 0;
+  for (int i = 0; i < 3; i++)
+    if (!freeze || i != vnode)
+      weps[nw++] = cl.nodes[i].endpoint;
+  struct keel_config pcfg = cfg;
+  pcfg.endpoints = weps;
+  pcfg.n_endpoints = nw;
+  assert_int_equal(keel_client_new(&loop, &pcfg, &pc), 0);
+  struct writer wt = {.c = pc, .total = freeze ? 200 : 400};
+  write_next(&wt);
+  /* After 50 events, kill or freeze the node the watch stream is on. */
+  while (ws.n < 50 && !wt.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_true(ws.n >= 50);
+  if (freeze)
+    etcd_node_stop_signal(&cl, vnode, SIGSTOP);
+  else
+    etcd_node_kill(&cl, vnode);
   run_until(&loop, &wt.done, 60000);
   /* What the store holds under the prefix is the truth: each key was
    * written once, so its mod revision is the revision that wrote it. */
@@ -301,7 +317,7 @@ static void test_watch_resume_across_kill(void **state) {
   const char *live[2];
   int nl = 0;
   for (int i = 0; i < 3; i++)
-    if (cl.nodes[i].pid > 0)
+    if (cl.nodes[i].pid > 0 && i != vnode)
       live[nl++] = cl.nodes[i].endpoint;
   struct keel_config scfg = cfg;
   scfg.endpoints = live;
@@ -336,9 +352,9 @@ static void test_watch_resume_across_kill(void **state) {
   /* The stream moved to another endpoint. */
   assert_true(wc->wep != victim);
   fprintf(stderr,
-          "# watch resume: %zu events, %d puts unknown, stream moved "
+          "# watch resume (%s): %zu events, %d puts unknown, stream moved "
           "%d -> %d\n",
-          ws.n, wt.unknown, victim, wc->wep);
+          freeze ? "frozen" : "killed", ws.n, wt.unknown, victim, wc->wep);
   free(want);
   keel_resp_free(all);
   keel_sync_free(s);
@@ -357,6 +373,7 @@ static void test_watch_compacted_resume(void **state) {
   const char *eps[3];
   struct keel_config cfg;
   config(&cfg, eps);
+  cfg.stream_probe_ms = 0; /* the frozen stream must wait for the kill */
   keel_client *wc;
   assert_int_equal(keel_client_new(&loop, &cfg, &wc), 0);
   struct keel_watch_req wr = {.key = B("cr/k")};
@@ -510,11 +527,11 @@ static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
 /* A lease kept alive through a client whose keep-alive stream's server is
  * killed: the stream reopens elsewhere and the lease outlives its TTL
  * several times over. */
-static void test_keepalive_survives_kill(void **state) {
-  (void)state;
+static void keepalive_survives(int freeze) {
   const char *eps[3];
   struct keel_config cfg;
   config(&cfg, eps);
+  cfg.stream_probe_ms = 500;
   keel_sync *s;
   assert_int_equal(keel_sync_new(&cfg, &s), 0);
   struct keel_lease_grant_resp *g;
@@ -528,7 +545,10 @@ static void test_keepalive_survives_kill(void **state) {
   while (k.renewals < 2 && k.err == 0)
     uv_run(loop, UV_RUN_ONCE);
   int victim = etcd_node_by_endpoint(&cl, c->eps[c->kep].name);
-  etcd_node_kill(&cl, victim);
+  if (freeze)
+    etcd_node_stop_signal(&cl, victim, SIGSTOP);
+  else
+    etcd_node_kill(&cl, victim);
   int before = k.renewals;
   /* 5 s: two and a half TTLs (a time-bounded observation). */
   uv_timer_t t;
@@ -550,12 +570,34 @@ static void test_keepalive_survives_kill(void **state) {
   keel_sync_free(s);
 }
 
+static void test_keepalive_survives_kill(void **state) {
+  (void)state;
+  keepalive_survives(0);
+}
+
+static void test_keepalive_survives_frozen_server(void **state) {
+  (void)state;
+  keepalive_survives(1);
+}
+
+static void test_watch_resume_across_kill(void **state) {
+  (void)state;
+  watch_resume(0);
+}
+
+static void test_watch_resume_frozen_server(void **state) {
+  (void)state;
+  watch_resume(1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_failover_and_refresh, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_leader_failover, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watch_resume_across_kill, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_watch_resume_frozen_server, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_watch_compacted_resume, setup,
                                       teardown),
@@ -564,6 +606,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_move_leader, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keepalive_survives_kill, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_keepalive_survives_frozen_server,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
