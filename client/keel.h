@@ -450,8 +450,9 @@ struct keel_event {
  * up to it) in revision order. err != 0 ends the watcher: KEEL_ECOMPACTED
  * (compact_revision: the oldest revision still available; watch again from
  * there after re-reading), KEEL_ECANCELED (client closed or the server
- * canceled the watch: message says why); the watcher is freed after that
- * callback returns. */
+ * canceled the watch: message says why), KEEL_EBADMSG (the server sent
+ * events out of revision order); the watcher is freed after that callback
+ * returns. */
 struct keel_watch_batch {
   int err;
   const char *message;

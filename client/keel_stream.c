@@ -174,8 +174,23 @@ static void w_events(struct keel_watcher *w,
       keel_grpc_client_cancel(w->c->wcall);
     return;
   }
-  for (size_t i = 0; i < n; i++)
+  int bad = 0;
+  for (size_t i = 0; i < n; i++) {
     revs[i] = m->events[i]->kv ? m->events[i]->kv->mod_revision : 0;
+    if (revs[i] <= 0 || (i > 0 && revs[i] < revs[i - 1]))
+      bad = 1;
+  }
+  if (bad) {
+    /* The resume logic needs ascending revisions: a server that breaks
+     * that cannot be followed safely. The watcher ends, with the reason. */
+    struct keel_watch_batch b = {0};
+    b.err = KEEL_EBADMSG;
+    b.message = "malformed watch response: events without a revision or "
+                "out of revision order";
+    keel__header(&b.header, m->header);
+    w_deliver(w, &b);
+    n = 0;
+  }
   size_t first;
   size_t kept = keel_resume_filter(&w->resume, revs, n, &first);
   for (size_t i = 0; i < kept; i++) {
