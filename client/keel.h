@@ -37,7 +37,7 @@
  *   A keel_sync handle may be used from any one thread at a time (it owns its
  *   loop); two threads need two handles.
  *
- * ENDPOINTS, FAILOVER, RETRIES (see docs/decisions/0720-retry-safety.md)
+ * ENDPOINTS, FAILOVER, RETRIES (see docs/decisions/0720-client-retry-safety.md)
  *
  *   The client keeps a list of endpoints ("host:port" or "http://host:port")
  *   and a "current" one. A request goes to the current endpoint if its
@@ -61,7 +61,8 @@
  *       sent, "request timed out", "leader changed"): only requests that are
  *       safe to repeat: reads (range, status, member list, lease
  *       time-to-live/list, hash-kv, alarm list), defragment, alarm disarm,
- *       lease keep-alives, and any put/delete/txn whose struct keel_opts has
+ *       member update, lease keep-alives, and any put/delete/txn whose
+ *       struct keel_opts has
  *       idempotent = 1 (the caller asserts that, e.g., a txn's compare
  *       makes a repeat harmless).
  *   Otherwise the callback gets KEEL_EUNKNOWN ("outcome unknown: the request
@@ -72,8 +73,13 @@
  *
  *   Each request has a deadline (keel_opts.timeout_ms, else the client's
  *   request_timeout_ms) covering every attempt and backoff. When it passes
- *   the callback gets KEEL_ETIMEOUT. For a write, KEEL_ETIMEOUT also means
- *   the outcome is unknown.
+ *   during an attempt the callback gets KEEL_ETIMEOUT (for a write that
+ *   also means the outcome is unknown); when the next backoff would cross
+ *   it, the last attempt's error, its message ending "(after N attempts)".
+ *
+ *   Every call carries the metadata hasleader=true: a member without a
+ *   leader answers "no leader" at once (and the request fails over)
+ *   instead of waiting out the deadline.
  *
  * ERROR MAPPING (server text is always in res->message)
  *
