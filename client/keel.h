@@ -76,6 +76,9 @@
  *   during an attempt the callback gets KEEL_ETIMEOUT (for a write that
  *   also means the outcome is unknown); when the next backoff would cross
  *   it, the last attempt's error, its message ending "(after N attempts)".
+ *   A request that is safe to repeat gives each attempt at most
+ *   attempt_timeout_ms, then tries the next endpoint: a stuck member (one
+ *   forwarding to a leader that is gone) does not use up the deadline.
  *
  *   Every call carries the metadata hasleader=true: a member without a
  *   leader answers "no leader" at once (and the request fails over)
@@ -141,6 +144,8 @@ struct keel_config {
   const char *const *endpoints; /* "host:port" / "http://host:port" */
   size_t n_endpoints;           /* 1..KEEL_MAX_ENDPOINTS */
   uint64_t request_timeout_ms;  /* default deadline per request: 5000 */
+  uint64_t attempt_timeout_ms;  /* per attempt of a request that is safe
+                                 * to repeat: 2000 (0 = whole deadline) */
   uint64_t dial_timeout_ms;     /* TCP+HTTP/2 connect timeout: 2000 */
   uint32_t max_attempts;        /* attempts per request, incl. first: 5 */
   uint64_t backoff_base_ms;     /* 25 */

@@ -113,6 +113,7 @@ void keel_config_default(struct keel_config *cfg) {
   cfg->max_keepalives = 10000;
   cfg->max_recv_msg_bytes = 64u << 20;
   cfg->stream_probe_ms = 5000;
+  cfg->attempt_timeout_ms = 2000;
 }
 
 /* "host:port" or "http://host:port" (trailing '/' allowed). */
@@ -446,6 +447,13 @@ static void on_unary(int code, const char *message, const uint8_t *resp,
     return;
   }
   struct keel_class cl = keel_classify(code, message);
+  if (code == KEEL_GRPC_DEADLINE_EXCEEDED && keel__now(c) < op->deadline) {
+    /* Only the attempt's own time ran out (a safe request): the endpoint
+     * is slow or stuck (e.g. forwarding to a leader that is gone); the
+     * request may have been applied, so only safe ones get here. */
+    cl.outcome = KEEL_OUTCOME_MAYBE;
+    cl.endpoint_failure = 1;
+  }
   if (code == KEEL_GRPC_CANCELLED && !c->closing) {
     /* Channel closed under us (endpoint list refreshed): maybe sent. */
     cl.err = KEEL_EUNAVAILABLE;
@@ -511,6 +519,17 @@ static int unary_start(struct op *op, keel_grpc_channel *ch, uint64_t tmo) {
   return 0;
 }
 
+/* A safe request gives each attempt at most attempt_timeout_ms, so one
+ * stuck endpoint does not eat the whole deadline; an unsafe one gets all
+ * the remaining time (its timeout would end it as unknown anyway). */
+static uint64_t attempt_timeout(const struct op *op, uint64_t now) {
+  uint64_t left = op->deadline - now;
+  uint64_t per = op->c->cfg.attempt_timeout_ms;
+  if (op->safe && per > 0 && per < left)
+    return per;
+  return left;
+}
+
 static void attempt(struct op *op) {
   keel_client *c = op->c;
   if (c->closing) {
@@ -549,7 +568,7 @@ static void attempt(struct op *op) {
   int err = 0;
   keel_grpc_channel *ch = keel__channel(c, ep, &err);
   if (ch != NULL)
-    err = unary_start(op, ch, op->deadline - now);
+    err = unary_start(op, ch, attempt_timeout(op, now));
   if (err == 0)
     return;
   op->grpc = -1;

@@ -444,7 +444,8 @@ static void test_put_unknown_read_fails_over(void **state) {
   keel_sync *s;
   assert_int_equal(keel_sync_new(&cfg, &s), 0);
   assert_int_equal(keel_sync_put_str(s, "u/r", "1", NULL), 0);
-  const char *ep = last_endpoint(s, "u/r");
+  char ep[64];
+  snprintf(ep, sizeof(ep), "%s", last_endpoint(s, "u/r"));
   int victim = etcd_node_by_endpoint(&cl, ep);
   /* The endpoint in use freezes; a put and a read are sent to it (the
    * bytes reach its socket), then it dies: the connection drops with
@@ -452,12 +453,24 @@ static void test_put_unknown_read_fails_over(void **state) {
   etcd_node_stop_signal(&cl, victim, SIGSTOP);
   keel_client *c = keel_sync_client(s);
   uv_loop_t *loop = keel_sync_loop(s);
-  struct res pr = {0}, rr = {0};
+  struct res pr = {0}, rr = {0}, tr = {0};
   struct keel_put_req p = {.key = B("u/p"), .value = B("x")};
   struct keel_range_req r = {.key = B("u/r")};
+  /* A create-if-absent txn: its guard makes a repeat harmless, and the
+   * caller says so. */
+  struct keel_compare absent = {.result = KEEL_CMP_EQUAL,
+                                .target = KEEL_CMP_VERSION,
+                                .key = B("u/t"),
+                                .number = 0};
+  struct keel_op create[] = {
+      {.type = KEEL_OP_PUT, .u.put = {.key = B("u/t"), .value = B("1")}}};
+  struct keel_txn_req txn = {
+      .compares = &absent, .n_compares = 1, .success = create, .n_success = 1};
+  struct keel_opts guarded = {.idempotent = 1};
   assert_int_equal(keel_put(c, &p, NULL, on_res, &pr), 0);
   assert_int_equal(keel_range(c, &r, NULL, on_range, &rr), 0);
-  /* Let the loop write both requests (the server cannot answer). */
+  assert_int_equal(keel_txn(c, &txn, &guarded, on_res, &tr), 0);
+  /* Let the loop write the requests (the server cannot answer). */
   uv_timer_t t;
   int fired = 0;
   uv_timer_init(loop, &t);
@@ -466,10 +479,13 @@ static void test_put_unknown_read_fails_over(void **state) {
   while (!fired)
     uv_run(loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&t, NULL);
-  assert_int_equal(pr.done + rr.done, 0);
+  assert_int_equal(pr.done + rr.done + tr.done, 0);
   etcd_node_kill(&cl, victim);
   run_until(loop, &pr.done, 10000);
   run_until(loop, &rr.done, 10000);
+  run_until(loop, &tr.done, 10000);
+  assert_int_equal(tr.err, 0);
+  assert_true(tr.attempts >= 2);
   assert_int_equal(pr.err, KEEL_EUNKNOWN);
   assert_int_equal(pr.attempts, 1);
   assert_non_null(strstr(pr.msg, "connection lost"));
@@ -477,6 +493,13 @@ static void test_put_unknown_read_fails_over(void **state) {
   assert_true(rr.attempts >= 2);
   assert_int_equal(rr.n, 1);
   assert_true(strcmp(rr.ep, ep) != 0);
+  /* The txn's key exists once, at version 1. */
+  struct keel_range_req tk = {.key = B("u/t")};
+  struct keel_range_resp *tkr;
+  assert_int_equal(keel_sync_range(s, &tk, NULL, &tkr), 0);
+  assert_int_equal(tkr->n_kvs, 1);
+  assert_int_equal(tkr->kvs[0].version, 1);
+  keel_resp_free(tkr);
   keel_sync_free(s);
 }
 
@@ -535,7 +558,7 @@ static void keepalive_survives(int freeze) {
   keel_sync *s;
   assert_int_equal(keel_sync_new(&cfg, &s), 0);
   struct keel_lease_grant_resp *g;
-  assert_int_equal(keel_sync_lease_grant(s, 2, 0, &g), 0);
+  assert_int_equal(keel_sync_lease_grant(s, 4, 0, &g), 0);
   int64_t id = g->id;
   keel_resp_free(g);
   keel_client *c = keel_sync_client(s);
@@ -550,17 +573,20 @@ static void keepalive_survives(int freeze) {
   else
     etcd_node_kill(&cl, victim);
   int before = k.renewals;
-  /* 5 s: two and a half TTLs (a time-bounded observation). */
+  /* 9 s: over two TTLs (a time-bounded observation). A 4 s TTL leaves
+   * room for an election when the frozen or killed node was the leader:
+   * renewals stall until a new leader exists (the new leader extends every
+   * lease by its TTL on promotion). */
   uv_timer_t t;
   int fired = 0;
   uv_timer_init(loop, &t);
   t.data = &fired;
-  uv_timer_start(&t, on_timer_flag, 5000, 0);
+  uv_timer_start(&t, on_timer_flag, 9000, 0);
   while (!fired)
     uv_run(loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&t, NULL);
   assert_int_equal(k.err, 0);
-  assert_true(k.renewals >= before + 4);
+  assert_true(k.renewals >= before + 4); /* every TTL/3 = 1.33 s */
   assert_true(c->eps[c->kep].name[0] &&
               etcd_node_by_endpoint(&cl, c->eps[c->kep].name) != victim);
   struct keel_lease_ttl_resp *tr;
