@@ -456,7 +456,10 @@ void http_ofrep_handle(keel_http_request *req, void *ud) {
       return;
     }
     key = http_percent_decode(k, kl, &bad);
-    if (key == NULL || key[0] == 0 || strchr(key, '/') ||
+    json_t *utf8 = key ? json_string(key) : NULL; /* NULL: not UTF-8 */
+    int key_ok = utf8 != NULL;
+    json_decref(utf8);
+    if (key == NULL || !key_ok || key[0] == 0 || strchr(key, '/') ||
         strlen(key) > FLAGS_MAX_KEY_BYTES) {
       int oom = key == NULL && !bad;
       free(key);
@@ -465,8 +468,8 @@ void http_ofrep_handle(keel_http_request *req, void *ud) {
       else
         respond_json(req, 400,
                      failure("", "GENERAL",
-                             "bad flag key in path: empty, '/', a malformed "
-                             "escape, or longer than %u bytes",
+                             "bad flag key in path: empty, '/', not UTF-8, "
+                             "a malformed escape, or longer than %u bytes",
                              FLAGS_MAX_KEY_BYTES),
                      NULL);
       return;

@@ -390,6 +390,21 @@ static void test_limits_and_errors(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.body_len, 0);
   hts_resp_free(&r);
+  /* a placeholder cycle in the flat form: 500 naming the chain; the
+   * Environment (not resolved) is still served */
+  hts_put(h, "/config/cyc/default/a", "s:${b}");
+  hts_put(h, "/config/cyc/default/b", "s:${a}");
+  j = get_json(h, "/config/cyc-default.json", NULL, 500, NULL);
+  assert_non_null(
+      strstr(json_string_value(json_object_get(j, "message")), "a -> b -> a"));
+  json_decref(j);
+  json_decref(get_json(h, "/config/cyc/default", NULL, 200, NULL));
+  /* a tag that does not hold a revision */
+  hts_put(h, "/config-tags/billing/broken", "soon");
+  j = get_json(h, "/config/billing/prod/broken", NULL, 500, NULL);
+  assert_non_null(strstr(json_string_value(json_object_get(j, "message")),
+                         "does not hold a revision"));
+  json_decref(j);
   /* a stored value that is not keel's encoding: 500 naming the key */
   hts_put(h, "/config/billing/bad/x", "garbage");
   j = get_json(h, "/config/billing/bad", NULL, 500, NULL);

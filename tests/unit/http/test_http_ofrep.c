@@ -220,6 +220,7 @@ static void test_bad_requests(void **state) {
   /* bad key, method, path */
   json_decref(post(h, P1(""), NULL, "{}", 400, NULL));
   json_decref(post(h, P1("a%2Fb"), NULL, "{}", 400, NULL));
+  json_decref(post(h, P1("a%FFb"), NULL, "{}", 400, NULL));
   struct hts_resp r;
   assert_int_equal(
       hts_request(h->port, "GET", P1("bool-flag"), NULL, NULL, 0, &r), 0);
