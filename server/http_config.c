@@ -271,6 +271,11 @@ static int pick_revision(struct cfg_job *j, int64_t cur, int64_t comp,
       strlen(l) <= 4 + 18) {
     char *e;
     long long n = strtoll(l + 4, &e, 10);
+    if (*e == 0 && n <= 0) { /* revision 0 would mean "current" to range */
+      respond_error(j->req, 404, "label '%s' not found: revisions start at 1",
+                    l);
+      return 1;
+    }
     if (*e == 0) {
       *rev = n;
       return 0;

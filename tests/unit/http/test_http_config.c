@@ -205,6 +205,7 @@ static void test_labels(void **state) {
                          "label 'nope' not found"));
   assert_int_equal(json_integer_value(json_object_get(env, "status")), 404);
   json_decref(env);
+  json_decref(get_json(h, "/config/billing/prod/rev-0", NULL, 404, NULL));
   env = get_json(h, "/config/billing/prod/rev-99999", NULL, 404, NULL);
   assert_non_null(
       strstr(json_string_value(json_object_get(env, "message")), "future"));
