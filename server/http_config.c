@@ -115,7 +115,7 @@ static void respond_error(keel_http_request *req, int status, const char *fmt,
     json_t *m = json_string(msg);
     json_object_set_new(o, "message",
                         m ? m : json_string("(message not UTF-8)"));
-    json_t *p = json_stringn_nocheck(h->path, h->path_len);
+    json_t *p = json_stringn(h->path, h->path_len); /* NULL: not UTF-8 */
     json_object_set_new(o, "path", p ? p : json_null());
     body = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(o);
@@ -507,6 +507,13 @@ void http_config_handle(keel_http_request *req, void *ud) {
       bad = badesc ? 400 : 500;
       break;
     }
+    json_t *utf8 = json_string(seg[nseg]); /* NULL: not UTF-8 */
+    if (utf8 == NULL) {
+      nseg++;
+      bad = 401; /* reported as 400 below, with its own message */
+      break;
+    }
+    json_decref(utf8);
     nseg++;
     p = sl ? sl + 1 : end;
     if (sl && p == end) { /* trailing slash */
@@ -554,6 +561,8 @@ void http_config_handle(keel_http_request *req, void *ud) {
   if (bad) {
     if (bad == 400)
       respond_error(req, 400, "malformed percent-escape (or %%00) in path");
+    else if (bad == 401)
+      respond_error(req, 400, "path segment is not UTF-8 after decoding");
     else if (bad == 404)
       respond_error(req, 404,
                     "no such endpoint: use /config/{app}/{profiles}[/{label}] "

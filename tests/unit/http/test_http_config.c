@@ -378,6 +378,13 @@ static void test_limits_and_errors(void **state) {
   assert_non_null(strstr(json_string_value(json_object_get(j, "message")),
                          "bad application or profile name"));
   json_decref(j);
+  /* a path that is not UTF-8 still gets a JSON error */
+  j = get_json(h, "/config/bill%FFing/prod", NULL, 400, NULL);
+  assert_non_null(
+      strstr(json_string_value(json_object_get(j, "message")), "not UTF-8"));
+  json_decref(j);
+  j = get_json(h, "/config/bill\xff/prod", NULL, 400, NULL);
+  json_decref(j);
   /* methods */
   struct hts_resp r;
   assert_int_equal(
