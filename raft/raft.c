@@ -989,7 +989,8 @@ static void handle_append_response(struct raft *r,
   if (maybe_commit(r)) {
     leader_commit_changed(r);
   } else if (was_paused) {
-    send_append(r, m->from, false);
+    /* it may have missed the commit index while paused */
+    send_append(r, m->from, true);
   }
   while (send_append(r, m->from, false)) {
   }

@@ -987,7 +987,10 @@ static void nemesis(void) {
     partition();
     break;
   case 2: {
-    struct node *nd = random_up();
+    /* Half the crashes hit the leader: term churn is where bugs live. */
+    struct node *nd = rnd_below(2) ? find_leader() : NULL;
+    if (!nd)
+      nd = random_up();
     int up = 0;
     for (int i = 0; i < S.total; i++)
       up += S.nodes[i].up;
@@ -1043,7 +1046,8 @@ static void draw_params(void) {
   p->check_quorum = rnd_below(4) != 0;
   static const int infl[] = {1, 4, 256};
   p->max_inflight = infl[rnd_below(3)];
-  p->max_msg_bytes = rnd_below(2) ? 256 : 4096;
+  static const uint64_t msg_bytes[] = {64, 256, 4096};
+  p->max_msg_bytes = msg_bytes[rnd_below(3)];
 }
 
 static void cleanup(void) {
