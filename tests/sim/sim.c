@@ -201,6 +201,7 @@ struct sim {
   uint64_t probe_id, probe_index;
   /* figures */
   uint64_t acked, reads_ok, crashes, conf_changes, snapshots, transfers;
+  uint64_t installs, conf_applied;
   bool verbose;
 };
 
@@ -589,6 +590,7 @@ static void sm_apply(struct node *nd, const struct raft_entry *e) {
     fail("apply-order", "n%" PRIu64 " applies %" PRIu64 " after %" PRIu64,
          nd->id, e->index, nd->sm.index);
   uint64_t eh = entry_hash(e);
+  bool first = e->index == S.g_n + 1; /* first node to apply this index */
   nd->sm.hash = fnv64(fnv64(nd->sm.hash, e->index), eh);
   nd->sm.index = e->index;
   struct op op;
@@ -614,7 +616,8 @@ static void sm_apply(struct node *nd, const struct raft_entry *e) {
   } else if (e->type == RAFT_ENTRY_CONF_CHANGE && e->len == sizeof(op)) {
     memcpy(&op, e->data, sizeof(op));
     struct raft_conf_change cc = {(int)op.id, op.key};
-    raft_apply_conf_change(nd->r, &cc);
+    if (raft_apply_conf_change(nd->r, &cc) == 0 && first)
+      S.conf_applied++;
   }
   /* state-machine safety */
   uint64_t i = e->index;
@@ -685,6 +688,7 @@ static void finish_ready(struct node *nd) {
            " that differs from the applied history",
            nd->id, rd->snapshot.index);
     raft_memstore_apply_snapshot(nd->disk, &rd->snapshot);
+    S.installs++;
     nd->durable = *in;
     nd->sm = *in;
   }
@@ -1128,6 +1132,7 @@ static void handle(struct event *e) {
 
 struct run_stats {
   uint64_t events, hash, acked, reads, crashes, confs, snaps, transfers;
+  uint64_t installs, conf_applied;
   uint64_t live_ticks;
 };
 
@@ -1235,6 +1240,8 @@ static int run(uint64_t seed, int n, uint64_t events, struct run_stats *st) {
   st->confs = S.conf_changes;
   st->snaps = S.snapshots;
   st->transfers = S.transfers;
+  st->installs = S.installs;
+  st->conf_applied = S.conf_applied;
   st->live_ticks = (S.now - heal_time) / TICK;
   cleanup();
   return 0;
@@ -1318,16 +1325,17 @@ int main(int argc, char **argv) {
     if (rc)
       return 1;
     printf("seed %" PRIu64 ": ok events=%" PRIu64 " acked=%" PRIu64
-           " reads=%" PRIu64 " crashes=%" PRIu64 " conf=%" PRIu64
-           " snapshots=%" PRIu64 " transfers=%" PRIu64 " heal_ticks=%" PRIu64
-           "\n",
-           seed, st.events, st.acked, st.reads, st.crashes, st.confs, st.snaps,
-           st.transfers, st.live_ticks);
+           " reads=%" PRIu64 " crashes=%" PRIu64 " conf_applied=%" PRIu64
+           " snapshots=%" PRIu64 " installs=%" PRIu64 " transfers=%" PRIu64
+           " heal_ticks=%" PRIu64 "\n",
+           seed, st.events, st.acked, st.reads, st.crashes, st.conf_applied,
+           st.snaps, st.installs, st.transfers, st.live_ticks);
     printf("hash %016" PRIx64 "\n", st.hash);
     (void)verbose;
     return 0;
   }
   uint64_t passed = 0, failed = 0, total_events = 0, max_heal = 0;
+  struct run_stats sum = {0};
   double t0 = now_seconds();
   for (uint64_t s = start; s < start + seeds; s++) {
     if (budget && now_seconds() - t0 >= (double)budget)
@@ -1335,6 +1343,13 @@ int main(int argc, char **argv) {
     if (run(s, (int)nodes, events, &st) == 0) {
       passed++;
       total_events += st.events;
+      sum.acked += st.acked;
+      sum.reads += st.reads;
+      sum.crashes += st.crashes;
+      sum.conf_applied += st.conf_applied;
+      sum.installs += st.installs;
+      sum.snaps += st.snaps;
+      sum.transfers += st.transfers;
       if (st.live_ticks > max_heal)
         max_heal = st.live_ticks;
     } else {
@@ -1346,6 +1361,12 @@ int main(int argc, char **argv) {
          " ticks\n",
          dt, dt > 0 ? (double)(passed + failed) * 60 / dt : 0,
          passed ? (double)total_events / (double)passed : 0, max_heal);
+  printf("totals: acked writes %" PRIu64 ", linearizable reads %" PRIu64
+         ", crashes %" PRIu64 ", conf changes applied %" PRIu64
+         ", snapshots taken %" PRIu64 ", installed %" PRIu64
+         ", transfers %" PRIu64 "\n",
+         sum.acked, sum.reads, sum.crashes, sum.conf_applied, sum.snaps,
+         sum.installs, sum.transfers);
   printf("seeds: %" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
   return failed ? 1 : 0;
 }
