@@ -1150,6 +1150,13 @@ static bool msg_valid(const struct raft_message *m) {
     return false;
   if (m->context_len && !m->context)
     return false;
+  if (m->type == RAFT_MSG_SNAPSHOT &&
+      (m->snapshot.meta.index == 0 ||
+       m->snapshot.meta.n_voters > RAFT_MAX_NODES ||
+       m->snapshot.meta.n_learners > RAFT_MAX_NODES ||
+       m->snapshot.meta.n_voters + m->snapshot.meta.n_learners >
+           RAFT_MAX_NODES))
+    return false;
   if (m->type == RAFT_MSG_APPEND) {
     for (size_t i = 0; i < m->n_entries; i++)
       if (m->entries[i].index != m->index + 1 + i ||
@@ -1163,7 +1170,7 @@ static bool msg_valid(const struct raft_message *m) {
 }
 
 int raft_step(struct raft *r, const struct raft_message *m) {
-  if (!msg_valid(m))
+  if (!msg_valid(m) || (m->to != 0 && m->to != r->id) || m->from == r->id)
     return KEEL_EBADMSG;
   bool local = m->type == RAFT_MSG_PROPOSE || m->type == RAFT_MSG_READ_INDEX ||
                m->type == RAFT_MSG_TRANSFER_LEADER;

@@ -715,11 +715,14 @@ static void finish_ready(struct node *nd) {
     }
   }
   if (rd->hard_state_changed) {
-    if (rd->hard_state.term < old.term ||
-        (rd->hard_state.term == old.term && old.vote &&
-         rd->hard_state.vote != old.vote))
-      fail("vote-persist", "n%" PRIu64 " changes its vote in term %" PRIu64,
-           nd->id, old.term);
+    if (rd->hard_state.term < old.term)
+      fail("term-monotonic",
+           "n%" PRIu64 " persists term %" PRIu64 " after term %" PRIu64, nd->id,
+           rd->hard_state.term, old.term);
+    if (rd->hard_state.term == old.term && old.vote &&
+        rd->hard_state.vote != old.vote)
+      fail("one-vote-per-term",
+           "n%" PRIu64 " changes its vote in term %" PRIu64, nd->id, old.term);
     if (rd->hard_state.commit < old.commit)
       fail("commit-monotonic", "n%" PRIu64 " persists a lower commit", nd->id);
     raft_memstore_set_hard_state(nd->disk, &rd->hard_state);

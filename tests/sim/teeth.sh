@@ -11,16 +11,18 @@ events=${3:-10000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# name|exact line in raft.c|replacement
-bugs='vote-without-up-to-date-check|    if (can_vote && up_to_date) {|    if (can_vote) {
-commit-old-term-entries|  if (mci > r->committed && log_term_or0(r, mci) == r->term) {|  if (mci > r->committed) {
-forget-to-persist-vote|  rd->hard_state.vote = r->vote;|  rd->hard_state.vote = 0;
-read-index-without-heartbeat-round|      if (acks < quorum(r))|      if (0)
-accept-append-from-stale-term|  } else if (m->term < r->term) {|  } else if (m->term < r->term && m->type != RAFT_MSG_APPEND) {
-heartbeat-commit-beyond-match|  m->commit = p->match < r->committed ? p->match : r->committed;|  m->commit = r->committed;
-two-conf-changes-at-once|  if (!committed_in_term(r) || r->pending_conf_index > r->applied)|  if (!committed_in_term(r))'
+# name@exact line in raft.c@replacement
+bugs='vote-without-up-to-date-check@    if (can_vote && up_to_date) {@    if (can_vote) {
+commit-old-term-entries@  if (mci > r->committed && log_term_or0(r, mci) == r->term) {@  if (mci > r->committed) {
+forget-to-persist-vote@  rd->hard_state.vote = r->vote;@  rd->hard_state.vote = 0;
+read-index-without-heartbeat-round@      if (acks < quorum(r))@      if (0)
+accept-append-from-stale-term@  } else if (m->term < r->term) {@  } else if (m->term < r->term && m->type != RAFT_MSG_APPEND) {
+heartbeat-commit-beyond-match@  m->commit = p->match < r->committed ? p->match : r->committed;@  m->commit = r->committed;
+two-conf-changes-at-once@  if (!committed_in_term(r) || r->pending_conf_index > r->applied)@  if (!committed_in_term(r))'
 
-echo "$bugs" | while IFS='|' read -r name from to; do
+only=${ONLY:-}
+echo "$bugs" | while IFS='@' read -r name from to; do
+  if [ -n "$only" ] && [ "$only" != "$name" ]; then continue; fi
   python3 - "$from" "$to" raft/raft.c "$tmp/raft.c" <<'PY'
 import sys
 frm, to, src, dst = sys.argv[1:]

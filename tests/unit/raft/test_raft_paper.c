@@ -851,6 +851,12 @@ static void test_step_rejects_malformed(void **state) {
   e[1].index = 2;
   e[1].term = 5; /* entry newer than the message's term */
   assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m = msg(RAFT_MSG_HEARTBEAT, 2, 3, 1); /* addressed to n3 */
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m = msg(RAFT_MSG_SNAPSHOT, 2, 1, 1);
+  m.snapshot.meta.index = 5;
+  m.snapshot.meta.n_voters = RAFT_MAX_NODES + 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
   assert_int_equal(raft_last_index(net->r[1]), 0);
   assert_int_equal(raft_term(net->r[1]), 0);
   uint64_t big[RAFT_MAX_CONTEXT];
