@@ -31,6 +31,8 @@ struct h_net {
   uint64_t read_index[H_MAX + 1];
   size_t n_reads[H_MAX + 1];
   int apply_conf; /* call raft_apply_conf_change for conf entries */
+  int drop_type;  /* h_deliver drops messages of this type ... */
+  size_t dropped; /* ... and counts them here */
 };
 
 struct h_opts {
@@ -172,7 +174,10 @@ static inline void h_deliver(struct h_net *net) {
   int guard = 0;
   while (net->qn > 0 && guard++ < 100000) {
     struct raft_message m = h_take(net, 0);
-    if (m.to >= 1 && m.to <= (uint64_t)net->n && !net->cut[m.from][m.to]) {
+    if (net->drop_type && m.type == net->drop_type) {
+      net->dropped++;
+    } else if (m.to >= 1 && m.to <= (uint64_t)net->n &&
+               !net->cut[m.from][m.to]) {
       raft_step(net->r[m.to], &m);
       h_drain(net, (int)m.to);
     }

@@ -306,6 +306,162 @@ static void test_leader_commits_only_own_term(void **state) {
   h_free(net);
 }
 
+/* ---- replication flow control (etcd's progress tracking) -------------- */
+
+/* Pipelining: in REPLICATE state the leader keeps up to max_inflight
+ * appends in flight without waiting, then pauses until acks free slots. */
+static void test_flow_inflight_window(void **state) {
+  (void)state;
+  struct h_opts o = {.max_inflight = 2};
+  struct h_net *net = h_new(2, &o);
+  h_elect(net, 1);
+  h_clear(net);
+  for (int i = 0; i < 5; i++)
+    raft_propose(net->r[1], "p", 1, NULL);
+  h_drain(net, 1);
+  assert_int_equal(h_count(net, RAFT_MSG_APPEND), 2); /* window full */
+  struct raft_message a = h_take(net, 0);
+  raft_step(net->r[2], &a);
+  h_free_msg(&a);
+  h_drain(net, 2);
+  /* the ack frees a slot: the next append goes out */
+  struct raft_message ack = h_take(net, net->qn - 1);
+  assert_int_equal(ack.type, RAFT_MSG_APPEND_RESPONSE);
+  raft_step(net->r[1], &ack);
+  h_free_msg(&ack);
+  h_drain(net, 1);
+  assert_int_equal(h_count(net, RAFT_MSG_APPEND), 2);
+  h_deliver(net);
+  assert_int_equal(raft_committed(net->r[1]), 6);
+  h_free(net);
+}
+
+/* max_msg_bytes caps the entry bytes of one append (at least one entry). */
+static void test_flow_max_bytes_per_message(void **state) {
+  (void)state;
+  struct h_opts o = {.max_msg_bytes = 10};
+  struct h_net *net = h_new(2, &o);
+  h_elect(net, 1);
+  h_clear(net);
+  raft_propose(net->r[1], "0123456", 7, NULL);
+  raft_propose(net->r[1], "0123456", 7, NULL);
+  raft_propose(net->r[1], "01", 2, NULL);
+  assert_int_equal(raft_propose(net->r[1], "01234567890", 11, NULL),
+                   KEEL_ETOOLARGE);
+  h_isolate(net, 2, true);
+  h_drain(net, 1);
+  h_clear(net);
+  h_isolate(net, 2, false);
+  /* a fresh follower view: n2 restarts and probes from index 2 */
+  raft_free(net->r[1]);
+  net->r[1] = h_boot(net, 1, &o);
+  h_elect(net, 1);
+  for (size_t i = 0; i < net->qn; i++)
+    if (net->q[i].type == RAFT_MSG_APPEND) {
+      size_t bytes = 0;
+      for (size_t k = 0; k < net->q[i].n_entries; k++)
+        bytes += net->q[i].entries[k].len;
+      assert_true(net->q[i].n_entries <= 1 || bytes <= 10);
+    }
+  h_deliver(net);
+  assert_int_equal(raft_last_index(net->r[2]), raft_last_index(net->r[1]));
+  h_free(net);
+}
+
+/* PROBE state: while the leader does not know a follower's match it sends
+ * one append and waits (for a response or a heartbeat response) before
+ * sending more; proposals meanwhile do not go to that follower. */
+static void test_flow_probe_one_at_a_time(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  h_isolate(net, 3, true);
+  h_elect(net, 1); /* the no-op probe to n3 is lost */
+  h_clear(net);
+  for (int i = 0; i < 3; i++)
+    raft_propose(net->r[1], "p", 1, NULL);
+  h_drain(net, 1);
+  size_t to2 = 0, to3 = 0;
+  for (size_t i = 0; i < net->qn; i++) {
+    to2 += net->q[i].type == RAFT_MSG_APPEND && net->q[i].to == 2;
+    to3 += net->q[i].type == RAFT_MSG_APPEND && net->q[i].to == 3;
+  }
+  assert_int_equal(to2, 3); /* REPLICATE: pipelined */
+  assert_int_equal(to3, 0); /* PROBE: paused */
+  h_deliver(net);
+  h_isolate(net, 3, false);
+  raft_tick(net->r[1]); /* heartbeat; its response unpauses the probe */
+  h_deliver(net);
+  assert_int_equal(raft_last_index(net->r[3]), 4);
+  assert_int_equal(raft_committed(net->r[3]), 4);
+  h_free(net);
+}
+
+/* SNAPSHOT state waits for the follower; if the snapshot is lost the leader
+ * sends it again after two election timeouts. */
+static void test_flow_lost_snapshot_is_resent(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  h_elect(net, 1);
+  h_isolate(net, 3, true);
+  for (int i = 0; i < 5; i++)
+    h_propose(net, 1, "v");
+  struct raft_snapshot_meta conf = {.voters = {1, 2, 3}, .n_voters = 3};
+  assert_int_equal(raft_memstore_compact(net->ms[1], 5, &conf, 0), 0);
+  h_isolate(net, 3, false);
+  net->drop_type = RAFT_MSG_SNAPSHOT;
+  for (int t = 0; t < 25; t++) {
+    raft_tick(net->r[1]);
+    h_deliver(net);
+  }
+  size_t snaps = net->dropped;
+  assert_int_equal(snaps, 2);
+  assert_int_equal(raft_last_index(net->r[3]), 1); /* never got it */
+  h_free(net);
+}
+
+/* A follower forwards a proposal to its leader (MSG_PROPOSE); without a
+ * leader it refuses. */
+static void test_propose_forwarded_by_follower(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  assert_int_equal(raft_propose(net->r[2], "f", 1, NULL), KEEL_ENOLEADER);
+  h_elect(net, 1);
+  uint64_t index = 99;
+  assert_int_equal(raft_propose(net->r[2], "f", 1, &index), 0);
+  assert_int_equal(index, 0);
+  h_drain(net, 2);
+  assert_int_equal(net->q[0].type, RAFT_MSG_PROPOSE);
+  h_deliver(net);
+  assert_int_equal(raft_committed(net->r[1]), 2);
+  assert_int_equal(net->applied[1], 2);
+  h_free(net);
+}
+
+/* Restart: a node comes back with its persisted term, vote and commit and
+ * hands out the committed entries its state machine has not applied. */
+static void test_restart_replays_committed(void **state) {
+  (void)state;
+  struct h_net *net = h_new(1, NULL);
+  timeout(net, 1);
+  h_deliver(net);
+  h_propose(net, 1, "a");
+  h_propose(net, 1, "b");
+  assert_int_equal(raft_committed(net->r[1]), 3);
+  raft_free(net->r[1]);
+  net->r[1] = h_boot(net, 1, NULL); /* applied = 0: no snapshot */
+  assert_int_equal(raft_term(net->r[1]), 1);
+  assert_int_equal(raft_committed(net->r[1]), 3);
+  struct raft_ready rd;
+  assert_true(raft_has_ready(net->r[1]));
+  raft_ready(net->r[1], &rd);
+  assert_int_equal(rd.n_committed, 3);
+  assert_int_equal(rd.committed[2].index, 3);
+  assert_false(rd.hard_state_changed);
+  raft_advance(net->r[1], &rd);
+  assert_int_equal(raft_applied(net->r[1]), 3);
+  h_free(net);
+}
+
 /* ---- AppendEntries receiver ------------------------------------------- */
 
 /* "Reply false if term < currentTerm." The stale leader learns the newer
@@ -878,6 +1034,12 @@ int main(void) {
       cmocka_unit_test(test_leader_appends_proposal),
       cmocka_unit_test(test_leader_backtracks_with_hint),
       cmocka_unit_test(test_leader_commits_only_own_term),
+      cmocka_unit_test(test_flow_inflight_window),
+      cmocka_unit_test(test_flow_max_bytes_per_message),
+      cmocka_unit_test(test_flow_probe_one_at_a_time),
+      cmocka_unit_test(test_flow_lost_snapshot_is_resent),
+      cmocka_unit_test(test_propose_forwarded_by_follower),
+      cmocka_unit_test(test_restart_replays_committed),
       cmocka_unit_test(test_append_rejects_stale_term),
       cmocka_unit_test(test_append_rejects_missing_prev),
       cmocka_unit_test(test_append_truncates_conflicts),
