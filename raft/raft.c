@@ -126,6 +126,7 @@ struct raft {
   struct raft_hard_state prev_hs;
   struct raft_soft_state prev_ss;
   bool ready_out;
+  struct raft_ready out; /* the outstanding Ready (what it owns) */
   uint64_t rng;
 };
 
@@ -1301,6 +1302,8 @@ void raft_tick(struct raft *r) {
 
 /* ---- public API ------------------------------------------------------- */
 
+static void ready_release(struct raft_ready *o);
+
 int raft_new(const struct raft_config *cfg, struct raft **out) {
   if (cfg->id == 0 || cfg->election_tick <= 0 || cfg->heartbeat_tick <= 0 ||
       cfg->heartbeat_tick >= cfg->election_tick || cfg->max_inflight < 1 ||
@@ -1362,6 +1365,8 @@ void raft_free(struct raft *r) {
   for (size_t i = 0; i < r->n_rss; i++)
     free(r->rss[i].context);
   free(r->rss);
+  if (r->ready_out)
+    ready_release(&r->out);
   free(r);
 }
 
@@ -1569,10 +1574,25 @@ void raft_ready(struct raft *r, struct raft_ready *rd) {
   r->rss = NULL;
   r->n_rss = r->cap_rss = 0;
   r->ready_out = true;
+  r->out = *rd;
 }
 
-void raft_advance(struct raft *r, struct raft_ready *rd) {
+static void ready_release(struct raft_ready *o) {
+  entries_free(o->entries, o->n_entries);
+  entries_free(o->committed, o->n_committed);
+  msgs_free(o->messages, o->n_messages);
+  for (size_t i = 0; i < o->n_read_states; i++)
+    free(o->read_states[i].context);
+  free(o->read_states);
+  memset(o, 0, sizeof(*o));
+}
+
+void raft_advance(struct raft *r, struct raft_ready *caller_rd) {
   assert(r->ready_out);
+  /* Work from our own copy: what the caller's struct says is not trusted
+   * for ownership, and it is cleared so it cannot be used twice. */
+  struct raft_ready *rd = &r->out;
+  memset(caller_rd, 0, sizeof(*caller_rd));
   r->ready_out = false;
   r->prev_ss = rd->soft_state;
   if (rd->hard_state_changed)
@@ -1591,13 +1611,7 @@ void raft_advance(struct raft *r, struct raft_ready *rd) {
     if (a > r->applied)
       r->applied = a;
   }
-  entries_free(rd->entries, rd->n_entries);
-  entries_free(rd->committed, rd->n_committed);
-  msgs_free(rd->messages, rd->n_messages);
-  for (size_t i = 0; i < rd->n_read_states; i++)
-    free(rd->read_states[i].context);
-  free(rd->read_states);
-  memset(rd, 0, sizeof(*rd));
+  ready_release(rd);
   if (r->role == RAFT_LEADER) {
     struct progress *self = pr_get(r, r->id);
     if (self && durable_last(r) > self->match) {

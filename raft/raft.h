@@ -243,6 +243,7 @@ struct raft;
  * heartbeat_tick >= election_tick, too many nodes, max_inflight < 1),
  * -ENOMEM, or a storage error. */
 int raft_new(const struct raft_config *cfg, struct raft **out);
+/* Frees the node and everything it owns, an outstanding Ready included. */
 void raft_free(struct raft *r);
 
 /* Moves logical time one tick: election timeouts, heartbeats,
@@ -295,7 +296,9 @@ bool raft_has_ready(struct raft *r);
 /* Fills *rd; raft_has_ready() must have answered true. */
 void raft_ready(struct raft *r, struct raft_ready *rd);
 /* Tells the core that everything in rd was done (persisted, sent, applied)
- * and releases what rd pointed to. */
+ * and releases what rd pointed to (rd is cleared). To drop a Ready instead
+ * (a crash in a test), just raft_free() the node: it frees the outstanding
+ * Ready too. */
 void raft_advance(struct raft *r, struct raft_ready *rd);
 
 /* Introspection, for the application, tests and the simulator. */

@@ -794,9 +794,7 @@ static int boot(struct node *nd) {
 static void crash(struct node *nd) {
   if (!nd->up)
     return;
-  if (nd->disk_busy)
-    raft_advance(nd->r, &nd->rd); /* the write is lost: just release it */
-  raft_free(nd->r);
+  raft_free(nd->r); /* the write in flight (if any) is lost with it */
   nd->r = NULL;
   nd->up = false;
   nd->disk_busy = false;
@@ -1060,11 +1058,8 @@ static void draw_params(void) {
 static void cleanup(void) {
   for (int i = 0; i < S.total; i++) {
     struct node *nd = &S.nodes[i];
-    if (nd->up) {
-      if (nd->disk_busy)
-        raft_advance(nd->r, &nd->rd);
+    if (nd->up)
       raft_free(nd->r);
-    }
     raft_memstore_free(nd->disk);
   }
   for (size_t i = 0; i < S.heap_n; i++) {
