@@ -691,6 +691,35 @@ static void test_prevote_rejects_stale_log(void **state) {
   h_free(net);
 }
 
+/* "a server that was partitioned away ... can no longer disrupt the
+ * cluster when it rejoins": its pre-votes are refused while a leader is
+ * alive (check-quorum lease), and no term moves. */
+static void test_prevote_rejoining_node_does_not_disrupt(void **state) {
+  (void)state;
+  struct h_opts o = {.pre_vote = true, .check_quorum = true};
+  struct h_net *net = h_new(3, &o);
+  h_elect(net, 1);
+  h_isolate(net, 3, true);
+  for (int i = 0; i < 100; i++) {
+    raft_tick(net->r[1]);
+    raft_tick(net->r[2]);
+    raft_tick(net->r[3]);
+    h_deliver(net);
+  }
+  assert_int_equal(raft_term(net->r[3]), 1);
+  h_isolate(net, 3, false);
+  for (int i = 0; i < 30; i++) {
+    raft_tick(net->r[1]);
+    raft_tick(net->r[2]);
+    raft_tick(net->r[3]);
+    h_deliver(net);
+  }
+  assert_int_equal(raft_role(net->r[1]), RAFT_LEADER);
+  assert_int_equal(raft_term(net->r[1]), 1);
+  assert_int_equal(raft_leader(net->r[3]), 1);
+  h_free(net);
+}
+
 /* ---- check-quorum (dissertation 6.2) ---------------------------------- */
 
 /* "a leader steps down if an election timeout elapses without a successful
@@ -972,6 +1001,21 @@ static void test_transfer_timeout_now(void **state) {
   h_free(net);
 }
 
+/* A follower asked to transfer leadership passes the request on. */
+static void test_transfer_requested_at_follower(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  assert_int_equal(raft_transfer_leader(net->r[2], 3), KEEL_ENOLEADER);
+  h_elect(net, 1);
+  assert_int_equal(raft_transfer_leader(net->r[2], 3), 0);
+  h_drain(net, 2);
+  assert_int_equal(net->q[0].type, RAFT_MSG_TRANSFER_LEADER);
+  assert_int_equal(net->q[0].index, 3);
+  h_deliver(net);
+  assert_int_equal(raft_role(net->r[3]), RAFT_LEADER);
+  h_free(net);
+}
+
 /* A transfer that does not finish within an election timeout is
  * abandoned, and the leader accepts proposals again. */
 static void test_transfer_aborts(void **state) {
@@ -1050,6 +1094,7 @@ int main(void) {
       cmocka_unit_test(test_vote_survives_restart),
       cmocka_unit_test(test_prevote_keeps_terms),
       cmocka_unit_test(test_prevote_rejects_stale_log),
+      cmocka_unit_test(test_prevote_rejoining_node_does_not_disrupt),
       cmocka_unit_test(test_checkquorum_leader_steps_down),
       cmocka_unit_test(test_checkquorum_lease_ignores_votes),
       cmocka_unit_test(test_snapshot_sent_to_lagging_follower),
@@ -1062,6 +1107,7 @@ int main(void) {
       cmocka_unit_test(test_readindex_from_follower),
       cmocka_unit_test(test_readindex_waits_for_noop),
       cmocka_unit_test(test_transfer_timeout_now),
+      cmocka_unit_test(test_transfer_requested_at_follower),
       cmocka_unit_test(test_transfer_aborts),
       cmocka_unit_test(test_step_rejects_malformed),
   };
