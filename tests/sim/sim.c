@@ -245,6 +245,20 @@ static void trace(int type, int node, const struct raft_message *m,
   S.trace_hash = h;
 }
 
+/* The client history goes into the same trace: invocations and
+ * completions of writes and reads, with ids and indexes. */
+enum { H_WRITE, H_ACK, H_READ, H_READ_OK };
+static const char *hist_name[] = {"write", "write-acked", "read",
+                                  "read-served"};
+
+static void hist(int kind, uint64_t node, uint64_t id, uint64_t index) {
+  struct raft_message m = {0};
+  m.from = (uint64_t)kind;
+  m.term = id;
+  m.index = index;
+  trace(EV_CLIENT, (int)node, &m, 0);
+}
+
 static void dump_trace(void) {
   uint64_t start = S.ring_n > TRACE_RING ? S.ring_n - TRACE_RING : 0;
   fprintf(stderr, "last %" PRIu64 " events:\n", S.ring_n - start);
@@ -252,7 +266,10 @@ static void dump_trace(void) {
     const struct trace_ev *t = &S.ring[i % TRACE_RING];
     fprintf(stderr, "  t=%" PRIu64 " %-8s n%d", t->time, ev_name(t->type),
             t->node);
-    if (t->mtype)
+    if (t->type == EV_CLIENT)
+      fprintf(stderr, " %s id=%" PRIu64 " index=%" PRIu64, hist_name[t->from],
+              t->term, t->index);
+    else if (t->mtype)
       fprintf(stderr,
               " %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " index=%" PRIu64,
               raft_msg_type_name(t->mtype), t->from, t->to, t->term, t->index);
@@ -577,6 +594,7 @@ static void serve_reads(struct node *nd) {
              " was committed before it was invoked",
              id, nd->id, nd->sm.index, index, rr->inv_commit);
       S.reads_ok++;
+      hist(H_READ_OK, nd->id, id, nd->sm.index);
       S.reads[k] = S.reads[--S.n_reads];
       break;
     }
@@ -603,6 +621,7 @@ static void sm_apply(struct node *nd, const struct raft_entry *e) {
           if (S.writes[k].id == op.id && S.writes[k].inc == nd->inc &&
               S.writes[k].node == idx_of(nd->id)) {
             S.acked++;
+            hist(H_ACK, nd->id, op.id, e->index);
             if (e->index > S.max_acked)
               S.max_acked = e->index;
             S.writes[k] = S.writes[--S.n_writes];
@@ -825,6 +844,7 @@ static void propose_write(struct node *nd, uint64_t id) {
   struct op op = {OP_WRITE, (uint32_t)nd->id, id, rnd_below(NKEYS), id};
   int rc = raft_propose(nd->r, &op, sizeof(op), NULL);
   if (rc == 0 && S.n_writes < MAX_PENDING) {
+    hist(H_WRITE, nd->id, id, 0);
     struct write_rec *w = &S.writes[S.n_writes++];
     w->id = id;
     w->node = idx_of(nd->id);
@@ -843,6 +863,7 @@ static void client_op(void) {
   } else if (S.n_reads < MAX_PENDING) {
     if (raft_read_index(nd->r, &id, 8) == 0) {
       struct read_rec *rr = &S.reads[S.n_reads++];
+      hist(H_READ, nd->id, id, S.g_commit);
       rr->id = id;
       rr->node = idx_of(nd->id);
       rr->inc = nd->inc;
