@@ -1313,6 +1313,19 @@ int raft_new(const struct raft_config *cfg, struct raft **out) {
       !cfg->storage.last_index || !cfg->storage.snapshot ||
       !cfg->storage.hard_state)
     return -EINVAL;
+  uint64_t ids[2 * RAFT_MAX_NODES];
+  size_t n_ids = 0;
+  for (size_t i = 0; i < cfg->n_voters; i++)
+    ids[n_ids++] = cfg->voters[i];
+  for (size_t i = 0; i < cfg->n_learners; i++)
+    ids[n_ids++] = cfg->learners[i];
+  for (size_t i = 0; i < n_ids; i++) {
+    if (ids[i] == 0)
+      return -EINVAL;
+    for (size_t j = i + 1; j < n_ids; j++)
+      if (ids[i] == ids[j])
+        return -EINVAL; /* a node listed twice */
+  }
   struct raft *r = calloc(1, sizeof(*r));
   if (!r)
     return -ENOMEM;
@@ -1374,6 +1387,8 @@ int raft_propose(struct raft *r, const void *data, size_t len,
                  uint64_t *index) {
   if (index)
     *index = 0;
+  if (len && !data)
+    return -EINVAL;
   if (len > r->cfg.max_msg_bytes)
     return KEEL_ETOOLARGE;
   if (r->role == RAFT_LEADER)
@@ -1396,6 +1411,8 @@ int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
                              const void *data, size_t len, uint64_t *index) {
   if (index)
     *index = 0;
+  if (len && !data)
+    return -EINVAL;
   if (r->role != RAFT_LEADER)
     return KEEL_ENOTLEADER;
   if (!committed_in_term(r) || r->pending_conf_index > r->applied)
@@ -1487,7 +1504,7 @@ int raft_apply_conf_change(struct raft *r, const struct raft_conf_change *cc) {
 }
 
 int raft_read_index(struct raft *r, const void *ctx, size_t len) {
-  if (len > RAFT_MAX_CONTEXT)
+  if (len > RAFT_MAX_CONTEXT || (len && !ctx))
     return -EINVAL;
   if (r->role == RAFT_LEADER)
     return reads_add(r, r->id, ctx, len);

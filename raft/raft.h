@@ -240,8 +240,10 @@ struct raft;
 
 /* Creates a node from cfg (copied) and the state its storage holds.
  * Returns 0 and sets *out, or -EINVAL (bad config: zero id, ticks <= 0,
- * heartbeat_tick >= election_tick, too many nodes, max_inflight < 1),
- * -ENOMEM, or a storage error. */
+ * heartbeat_tick >= election_tick, too many nodes, a zero or repeated node
+ * id, max_inflight < 1, zero max_msg_bytes or max_uncommitted, a storage
+ * function missing), KEEL_ECORRUPT (the stored commit index is past the
+ * stored log), -ENOMEM, or a storage error. */
 int raft_new(const struct raft_config *cfg, struct raft **out);
 /* Frees the node and everything it owns, an outstanding Ready included. */
 void raft_free(struct raft *r);
@@ -260,9 +262,9 @@ int raft_step(struct raft *r, const struct raft_message *m);
 /* Proposes data (copied) as a normal entry. At the leader it is appended
  * and *index (if not NULL) is set; at a follower it is forwarded to the
  * leader and *index is 0 (outcome learnt only by applying). Errors:
- * KEEL_ENOLEADER (no leader known), KEEL_ETOOLARGE (len > max_msg_bytes),
- * KEEL_EBUSY (max_uncommitted reached), KEEL_EDROPPED (a leadership
- * transfer is in progress). */
+ * -EINVAL (data NULL with len > 0), KEEL_ENOLEADER (no leader known),
+ * KEEL_ETOOLARGE (len > max_msg_bytes), KEEL_EBUSY (max_uncommitted reached),
+ * KEEL_EDROPPED (a leadership transfer is in progress). */
 int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index);
 
 /* Proposes a membership change; leader only. data (copied) is the entry
