@@ -1192,7 +1192,14 @@ int raft_step(struct raft *r, const struct raft_message *m) {
                m->type == RAFT_MSG_SNAPSHOT) {
       become_follower(r, m->term, m->from);
     } else {
+      /* Figure 2: only a current leader's AppendEntries or a granted vote
+       * resets the election timer — not a higher term as such. Otherwise a
+       * candidate whose log is too old to win, with a faster clock than
+       * ours, keeps everyone's timer at zero and nobody is ever elected
+       * (found by keel-sim, seed 7298, pre-vote off, 30% clock skew). */
+      int elapsed = r->role == RAFT_LEADER ? 0 : r->election_elapsed;
       become_follower(r, m->term, 0);
+      r->election_elapsed = elapsed;
     }
   } else if (m->term < r->term) {
     if ((r->cfg.check_quorum || r->cfg.pre_vote) &&

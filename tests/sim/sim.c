@@ -206,6 +206,7 @@ struct sim {
 };
 
 static struct sim S;
+static bool verbose_trace; /* -v: print every event as it happens */
 static jmp_buf fail_jmp;
 static const char *fail_prog = "keel-sim";
 
@@ -214,6 +215,8 @@ static const char *ev_name(int t) {
                             "client", "nemesis", "restart"};
   return n[t];
 }
+
+static void print_ev(const struct trace_ev *t);
 
 static void trace(int type, int node, const struct raft_message *m,
                   uint64_t extra) {
@@ -243,6 +246,8 @@ static void trace(int type, int node, const struct raft_message *m,
     h = fnv64(h, m->n_entries);
   }
   S.trace_hash = h;
+  if (verbose_trace)
+    print_ev(t);
 }
 
 /* The client history goes into the same trace: invocations and
@@ -259,24 +264,26 @@ static void hist(int kind, uint64_t node, uint64_t id, uint64_t index) {
   trace(EV_CLIENT, (int)node, &m, 0);
 }
 
+static void print_ev(const struct trace_ev *t) {
+  fprintf(stderr, "  t=%" PRIu64 " %-8s n%d", t->time, ev_name(t->type),
+          t->node);
+  if (t->type == EV_CLIENT)
+    fprintf(stderr, " %s id=%" PRIu64 " index=%" PRIu64, hist_name[t->from],
+            t->term, t->index);
+  else if (t->mtype)
+    fprintf(stderr,
+            " %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " index=%" PRIu64,
+            raft_msg_type_name(t->mtype), t->from, t->to, t->term, t->index);
+  if (t->extra)
+    fprintf(stderr, " x=%" PRIu64, t->extra);
+  fprintf(stderr, "\n");
+}
+
 static void dump_trace(void) {
   uint64_t start = S.ring_n > TRACE_RING ? S.ring_n - TRACE_RING : 0;
   fprintf(stderr, "last %" PRIu64 " events:\n", S.ring_n - start);
-  for (uint64_t i = start; i < S.ring_n; i++) {
-    const struct trace_ev *t = &S.ring[i % TRACE_RING];
-    fprintf(stderr, "  t=%" PRIu64 " %-8s n%d", t->time, ev_name(t->type),
-            t->node);
-    if (t->type == EV_CLIENT)
-      fprintf(stderr, " %s id=%" PRIu64 " index=%" PRIu64, hist_name[t->from],
-              t->term, t->index);
-    else if (t->mtype)
-      fprintf(stderr,
-              " %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " index=%" PRIu64,
-              raft_msg_type_name(t->mtype), t->from, t->to, t->term, t->index);
-    if (t->extra)
-      fprintf(stderr, " x=%" PRIu64, t->extra);
-    fprintf(stderr, "\n");
-  }
+  for (uint64_t i = start; i < S.ring_n; i++)
+    print_ev(&S.ring[i % TRACE_RING]);
   for (int i = 0; i < S.total; i++) {
     struct node *nd = &S.nodes[i];
     if (!nd->up) {
@@ -289,6 +296,16 @@ static void dump_trace(void) {
             nd->id, raft_role_name(raft_role(nd->r)), raft_term(nd->r),
             raft_leader(nd->r), raft_committed(nd->r), nd->sm.index,
             raft_last_index(nd->r));
+    uint64_t v[RAFT_MAX_NODES], l[RAFT_MAX_NODES];
+    size_t nv, nl;
+    raft_conf(nd->r, v, &nv, l, &nl);
+    fprintf(stderr, "      voters:");
+    for (size_t k = 0; k < nv; k++)
+      fprintf(stderr, " %" PRIu64, v[k]);
+    fprintf(stderr, " learners:");
+    for (size_t k = 0; k < nl; k++)
+      fprintf(stderr, " %" PRIu64, l[k]);
+    fprintf(stderr, "\n");
     if (raft_role(nd->r) == RAFT_LEADER) {
       char buf[1024];
       raft_describe_progress(nd->r, buf, sizeof(buf));
@@ -1294,7 +1311,7 @@ static double now_seconds(void) {
 int main(int argc, char **argv) {
   uint64_t seed = 0, seeds = 0, start = 1, nodes = 3, events = 10000;
   uint64_t budget = 0;
-  bool have_seed = false, have_seeds = false, verbose = false;
+  bool have_seed = false, have_seeds = false;
   fail_prog = argv[0];
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -1314,7 +1331,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--budget")) {
       dst = &budget;
     } else if (!strcmp(a, "-v")) {
-      verbose = true;
+
+      verbose_trace = true;
       continue;
     } else {
       fprintf(stderr, "keel-sim: unknown argument '%s'\n", a);
@@ -1350,7 +1368,7 @@ int main(int argc, char **argv) {
            seed, st.events, st.acked, st.reads, st.crashes, st.conf_applied,
            st.snaps, st.installs, st.transfers, st.live_ticks);
     printf("hash %016" PRIx64 "\n", st.hash);
-    (void)verbose;
+
     return 0;
   }
   uint64_t passed = 0, failed = 0, total_events = 0, max_heal = 0;

@@ -119,6 +119,28 @@ static void test_follower_election_timeout(void **state) {
   h_free(net);
 }
 
+/* The timer resets only on "receiving AppendEntries RPC from current leader
+ * or granting vote to candidate": a vote request with a higher term that we
+ * refuse (its log is behind) moves our term but not our timer, so a node
+ * with a stale log and a fast clock cannot keep an election from happening. */
+static void test_follower_refused_vote_keeps_timer(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  struct raft_entry e = {1, 1, 0, "a", 1};
+  struct raft_message a = msg(RAFT_MSG_APPEND, 2, 1, 1);
+  a.entries = &e;
+  a.n_entries = 1;
+  raft_step(net->r[1], &a);
+  for (int round = 0; round < 4; round++) {
+    tick_n(net->r[1], 5);
+    struct raft_message v = msg(RAFT_MSG_VOTE, 3, 1, 2 + (uint64_t)round);
+    raft_step(net->r[1], &v); /* last 0/0: behind us, refused */
+  }
+  /* 20 ticks since the leader was last heard: we must have campaigned */
+  assert_int_equal(raft_role(net->r[1]), RAFT_CANDIDATE);
+  h_free(net);
+}
+
 /* ---- Figure 2: candidates --------------------------------------------- */
 
 /* "On conversion to candidate, start election: increment currentTerm,
@@ -1070,6 +1092,7 @@ int main(void) {
       cmocka_unit_test(test_all_higher_term_converts_to_follower),
       cmocka_unit_test(test_follower_responds_to_rpcs),
       cmocka_unit_test(test_follower_election_timeout),
+      cmocka_unit_test(test_follower_refused_vote_keeps_timer),
       cmocka_unit_test(test_candidate_starts_election),
       cmocka_unit_test(test_candidate_wins_with_majority),
       cmocka_unit_test(test_candidate_steps_down_for_leader),
