@@ -1,0 +1,1086 @@
+/* node.c — the keel node: raft core + store + disk thread + peer transport
+ * on one libuv loop (see node.h for the API).
+ *
+ * THE READY PIPELINE (loop thread unless said otherwise)
+ *
+ *   peer frame ──> raft_step ─┐
+ *   tick timer ──> raft_tick ─┤   (any number, any time, even while a
+ *   node_propose ─> raft_propose ┤    Ready is on the disk)
+ *   node_read ──> (batched at the check phase) raft_read_index
+ *                             v
+ *   uv_check (after every poll): if no Ready is out and raft_has_ready:
+ *     raft_ready(rd) -> one disk job:
+ *       - a leader whose term is already durable sends rd's MSG_APPENDs
+ *         now (DESIGN.md: the leader's append overlaps its sends; safe
+ *         because raft.c counts the leader's own match only at
+ *         raft_advance, invariant 5 there);
+ *       - conf-change entries in rd.committed are decoded here and the
+ *         resulting configuration computed, so it is saved in the same txn;
+ *     [disk thread] decode committed entries (node_apply_ops), then ONE
+ *       store txn: append rd.entries + hard state + apply rd.committed +
+ *       conf state (store_apply with .append), one fsync;
+ *     completion: send the remaining messages, raft_apply_conf_change in
+ *       log order, complete the waiters of applied entries, raft_advance,
+ *       hand read states to their reads, run reads whose index is applied.
+ *
+ * So proposals arriving in one loop turn go into one Ready and one fsync.
+ *
+ * INVARIANTS
+ *  1. At most one Ready is out (ready_out); it is advanced only after its
+ *     disk job completed successfully. A failed disk job is fatal (the
+ *     process exits: the store's txn left the disk as it was, and a restart
+ *     recovers from it).
+ *  2. A message of a Ready leaves before the Ready's write is durable only if
+ *     it is a MSG_APPEND of a leader whose hard state term is durable.
+ *  3. `applied` only grows and equals the store's applied index after every
+ *     completion; a read runs only when applied >= its read index.
+ *  4. Every waiter and read is in exactly one list and completed once.
+ *     Both lists are FIFO in deadline order (all share one timeout).
+ *  5. Waiters: id unique per process run (a random 32-bit run nonce in the
+ *     high half), so an entry proposed by an earlier run never completes a
+ *     waiter of this one.
+ *
+ * FORWARDING. A follower's raft_propose() makes the core send MSG_PROPOSE
+ * to the leader (raft.h); the ForwardRequest frame is not used. The waiter at
+ * the follower is completed when the entry applies there (its id and
+ * proposer come back in the entry).
+ *
+ * STOPPING: RUNNING -> TRANSFERRING (leader only, bounded) -> CLOSING (disk
+ * thread drained, then the transport closed) -> freed.
+ */
+#include "node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "config.h"
+#include "disk_thread.h"
+#include "keel_error.h"
+#include "keel_log.h"
+#include "peer.h"
+#include "raft.h"
+#include "raft_codec.h"
+#include "raft_storage_lmdb.h"
+#include "store.pb-c.h"
+
+#define COMP "node"
+
+enum node_state { N_RUNNING, N_TRANSFERRING, N_CLOSING };
+
+struct waiter {
+  struct waiter *prev, *next; /* FIFO */
+  struct waiter *hnext;       /* hash chain */
+  uint64_t id;
+  uint64_t index; /* 0 when proposed at a follower (index unknown) */
+  uint64_t deadline;
+  node_propose_fn cb;
+  void *ud;
+};
+
+struct read_waiter {
+  struct read_waiter *prev, *next;
+  uint64_t ctx;   /* 0: not yet asked */
+  uint64_t index; /* valid when has_index */
+  bool has_index;
+  uint64_t deadline;
+  node_read_fn cb;
+  void *ud;
+};
+
+struct conf_item {
+  size_t pos; /* in rd.committed */
+  struct raft_conf_change cc;
+  bool ok;
+  /* for the transport */
+  char name[KEEL_CONFIG_NAME_MAX];
+  char url[KEEL_CONFIG_URL_MAX];
+};
+
+struct ready_job {
+  struct node *n;
+  struct raft_ready rd;
+  bool *sent; /* rd.n_messages: sent before the write */
+  struct store_entry *append;
+  struct store_hard_state hs;
+  bool has_hs;
+  struct store_conf_state conf;
+  bool has_conf;
+  struct store_meta_write meta[1];
+  size_t n_meta;
+  uint8_t cluster_id_be[8];
+  struct conf_item *confs;
+  size_t n_confs;
+  /* filled on the disk thread */
+  struct store_apply_entry *apply;
+  struct store_request *reqs;
+  uint64_t *ids, *proposers;
+  int *decode_err;
+  void **mem;
+  struct store_apply_result res;
+  bool applied;
+};
+
+struct node {
+  uv_loop_t *loop;
+  struct store *st;
+  struct raft *r;
+  struct disk_thread *dt;
+  struct peer_transport *pt;
+  struct node_apply_ops ops;
+  uv_timer_t tick;
+  uv_check_t check;
+  uv_idle_t idle;
+  uv_timer_t stop_timer;
+  int handles_open;
+  enum node_state state;
+  node_stopped_fn stopped_cb;
+  void *stopped_ud;
+
+  uint64_t id, cluster_id;
+  uint32_t heartbeat_ms;
+  uint64_t timeout_ms;
+  uint64_t max_req_bytes;
+  bool ready_out;
+  uint64_t durable_term;
+  uint64_t applied;
+  bool conf_saved; /* store holds a conf state and the cluster id */
+  struct raft_soft_state ss;
+
+  struct waiter *w_head, *w_tail;
+  struct waiter **buckets;
+  size_t n_buckets, n_waiters, max_waiters;
+  uint64_t run_nonce, next_seq;
+
+  struct read_waiter *r_head, *r_tail;
+  size_t n_reads, max_reads;
+  bool reads_unasked;
+  uint64_t next_read_ctx;
+
+  struct node_status stats;
+  uint64_t warned_snapshot;
+};
+
+static void pump(struct node *n);
+static void kick(struct node *n);
+static void check_transferred(struct node *n);
+
+/* ------------------------------------------------------------------ */
+/* Waiters                                                             */
+/* ------------------------------------------------------------------ */
+
+static struct waiter **bucket(struct node *n, uint64_t id) {
+  return &n->buckets[(id * 0x9E3779B97F4A7C15ull) >> 40 & (n->n_buckets - 1)];
+}
+
+static void waiter_unlink(struct node *n, struct waiter *w) {
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    n->w_head = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  else
+    n->w_tail = w->prev;
+  struct waiter **p = bucket(n, w->id);
+  while (*p != w)
+    p = &(*p)->hnext;
+  *p = w->hnext;
+  n->n_waiters--;
+}
+
+static void waiter_done(struct node *n, struct waiter *w, int status,
+                        const struct store_response *resp) {
+  waiter_unlink(n, w);
+  if (status == 0)
+    n->stats.proposals_applied++;
+  else
+    n->stats.proposals_failed++;
+  w->cb(w->ud, status, resp);
+  free(w);
+}
+
+static struct waiter *waiter_find(struct node *n, uint64_t id) {
+  for (struct waiter *w = *bucket(n, id); w; w = w->hnext)
+    if (w->id == id)
+      return w;
+  return NULL;
+}
+
+static void read_unlink(struct node *n, struct read_waiter *rw) {
+  if (rw->prev)
+    rw->prev->next = rw->next;
+  else
+    n->r_head = rw->next;
+  if (rw->next)
+    rw->next->prev = rw->prev;
+  else
+    n->r_tail = rw->prev;
+  n->n_reads--;
+}
+
+static void read_done(struct node *n, struct read_waiter *rw, int status) {
+  read_unlink(n, rw);
+  rw->cb(rw->ud, status);
+  free(rw);
+}
+
+/* Reads whose index is applied run now. */
+static void run_reads(struct node *n) {
+  struct read_waiter *rw = n->r_head;
+  while (rw) {
+    struct read_waiter *next = rw->next;
+    if (rw->has_index && rw->index <= n->applied)
+      read_done(n, rw, 0);
+    rw = next;
+  }
+}
+
+static void expire(struct node *n) {
+  uint64_t now = uv_now(n->loop);
+  while (n->w_head && n->w_head->deadline <= now)
+    waiter_done(n, n->w_head, KEEL_ETIMEOUT, NULL);
+  while (n->r_head && n->r_head->deadline <= now)
+    read_done(n, n->r_head, KEEL_ETIMEOUT);
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
+static void send_msg(struct node *n, const struct raft_message *m) {
+  if (m->type == RAFT_MSG_SNAPSHOT) {
+    /* Streaming the store snapshot (decision 0101) is not built yet; keeld
+     * never compacts its log, so the core only asks for one after a log was
+     * lost. */
+    if (n->warned_snapshot++ % 100 == 0)
+      keel_logkv(KEEL_LOG_WARN, COMP,
+                 "snapshot needed by a follower: snapshot streaming is not "
+                 "implemented yet",
+                 "peer=%016llx index=%llu", (unsigned long long)m->to,
+                 (unsigned long long)m->snapshot.meta.index);
+    return;
+  }
+  struct raft_codec_out enc;
+  if (raft_codec_encode(m, &enc) != 0)
+    return;
+  Keelraft__PeerFrame f = KEELRAFT__PEER_FRAME__INIT;
+  f.body_case = KEELRAFT__PEER_FRAME__BODY_MESSAGE;
+  f.message = &enc.msg;
+  int rc = peer_transport_send(n->pt, m->to, &f);
+  if (rc && KEEL_LOG_ENABLED(KEEL_LOG_DEBUG))
+    keel_logkv(KEEL_LOG_DEBUG, COMP, "send failed",
+               "peer=%016llx type=%s err=%s", (unsigned long long)m->to,
+               raft_msg_type_name(m->type), keel_strerror(rc));
+  raft_codec_out_free(&enc);
+}
+
+static void on_frame(void *ctx, uint64_t from, const Keelraft__PeerFrame *f) {
+  struct node *n = ctx;
+  if (n->state == N_CLOSING || !n->r)
+    return;
+  if (f->body_case != KEELRAFT__PEER_FRAME__BODY_MESSAGE || !f->message) {
+    keel_logkv(KEEL_LOG_DEBUG, COMP, "ignored frame", "peer=%016llx body=%d",
+               (unsigned long long)from, (int)f->body_case);
+    return;
+  }
+  struct raft_codec_in in;
+  const char *why = NULL;
+  int rc = raft_codec_decode(f->message, &in, &why);
+  if (rc) {
+    keel_logkv(KEEL_LOG_WARN, COMP, "refused raft message",
+               "peer=%016llx reason=\"%s\"", (unsigned long long)from,
+               why ? why : keel_strerror(rc));
+    return;
+  }
+  if (in.msg.from != from) {
+    keel_logkv(KEEL_LOG_WARN, COMP, "refused raft message",
+               "peer=%016llx reason=\"sender is not the connection's member\" "
+               "from=%016llx",
+               (unsigned long long)from, (unsigned long long)in.msg.from);
+  } else if (in.msg.type == RAFT_MSG_SNAPSHOT) {
+    keel_logkv(KEEL_LOG_WARN, COMP,
+               "refused snapshot: snapshot install is not implemented yet",
+               "peer=%016llx index=%llu", (unsigned long long)from,
+               (unsigned long long)in.msg.snapshot.meta.index);
+  } else {
+    rc = raft_step(n->r, &in.msg);
+    kick(n);
+    if (rc)
+      keel_logkv(KEEL_LOG_WARN, COMP, "raft refused message",
+                 "peer=%016llx type=%s err=%s", (unsigned long long)from,
+                 raft_msg_type_name(in.msg.type), keel_strerror(rc));
+  }
+  raft_codec_in_free(&in);
+}
+
+/* ------------------------------------------------------------------ */
+/* Conf changes                                                        */
+/* ------------------------------------------------------------------ */
+
+static bool has_id(const uint64_t *v, size_t n, uint64_t id) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] == id)
+      return true;
+  return false;
+}
+
+static void del_id(uint64_t *v, size_t *n, uint64_t id) {
+  for (size_t i = 0; i < *n; i++)
+    if (v[i] == id) {
+      v[i] = v[--*n];
+      return;
+    }
+}
+
+/* What the configuration becomes after cc (the core's rules, decision
+ * 0102); false if the core will ignore it. */
+static bool conf_apply(uint64_t *vo, size_t *nv, uint64_t *le, size_t *nl,
+                       const struct raft_conf_change *cc) {
+  uint64_t id = cc->node_id;
+  switch (cc->type) {
+  case RAFT_CONF_ADD_NODE:
+  case RAFT_CONF_PROMOTE:
+    if (has_id(vo, *nv, id) || *nv >= RAFT_MAX_NODES)
+      return false;
+    if (cc->type == RAFT_CONF_PROMOTE && !has_id(le, *nl, id))
+      return false;
+    del_id(le, nl, id);
+    vo[(*nv)++] = id;
+    return true;
+  case RAFT_CONF_ADD_LEARNER:
+    if (has_id(vo, *nv, id) || has_id(le, *nl, id) || *nl >= RAFT_MAX_NODES)
+      return false;
+    le[(*nl)++] = id;
+    return true;
+  case RAFT_CONF_REMOVE_NODE:
+    if (!has_id(vo, *nv, id) && !has_id(le, *nl, id))
+      return false;
+    if (has_id(vo, *nv, id) && *nv == 1)
+      return false;
+    del_id(vo, nv, id);
+    del_id(le, nl, id);
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Decodes the conf changes among rd.committed and computes the resulting
+ * configuration into job->conf. */
+static void prepare_confs(struct node *n, struct ready_job *j) {
+  size_t count = 0;
+  for (size_t i = 0; i < j->rd.n_committed; i++)
+    if (j->rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE)
+      count++;
+  if (!count && n->conf_saved)
+    return;
+  uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
+  size_t nv, nl;
+  raft_conf(n->r, vo, &nv, le, &nl);
+  if (count) {
+    j->confs = calloc(count, sizeof(*j->confs));
+    if (!j->confs)
+      abort();
+  }
+  for (size_t i = 0; i < j->rd.n_committed; i++) {
+    const struct raft_entry *e = &j->rd.committed[i];
+    if (e->type != RAFT_ENTRY_CONF_CHANGE)
+      continue;
+    struct conf_item *ci = &j->confs[j->n_confs++];
+    ci->pos = i;
+    Keelstore__ConfChange *cc =
+        keelstore__conf_change__unpack(NULL, e->len, e->data);
+    if (!cc || (int)cc->type < 0 || cc->type > 4 || cc->node_id == 0) {
+      keel_logkv(KEEL_LOG_ERROR, COMP, "undecodable conf change entry: ignored",
+                 "index=%llu", (unsigned long long)e->index);
+      if (cc)
+        keelstore__conf_change__free_unpacked(cc, NULL);
+      continue;
+    }
+    ci->cc.type = (int)cc->type;
+    ci->cc.node_id = cc->node_id;
+    snprintf(ci->name, sizeof(ci->name), "%s", cc->name ? cc->name : "");
+    if (cc->n_peer_urls)
+      snprintf(ci->url, sizeof(ci->url), "%s", cc->peer_urls[0]);
+    keelstore__conf_change__free_unpacked(cc, NULL);
+    ci->ok = conf_apply(vo, &nv, le, &nl, &ci->cc);
+  }
+  raft_storage_conf_from_lists(vo, nv, le, nl, &j->conf);
+  j->has_conf = true;
+  if (!n->conf_saved) {
+    for (int b = 0; b < 8; b++)
+      j->cluster_id_be[b] = (uint8_t)(n->cluster_id >> (56 - 8 * b));
+    j->meta[0].name = "cluster-id";
+    j->meta[0].value = j->cluster_id_be;
+    j->meta[0].len = 8;
+    j->n_meta = 1;
+  }
+}
+
+/* After the txn: the core learns each change in log order; the transport
+ * learns about added and removed peers. */
+static void finish_confs(struct node *n, struct ready_job *j) {
+  for (size_t i = 0; i < j->n_confs; i++) {
+    struct conf_item *ci = &j->confs[i];
+    if (!ci->ok)
+      continue;
+    int rc = raft_apply_conf_change(n->r, &ci->cc);
+    keel_logkv(KEEL_LOG_INFO, COMP, "applied membership change",
+               "type=%d member=%016llx rc=%s", ci->cc.type,
+               (unsigned long long)ci->cc.node_id, keel_strerror(rc));
+    if (ci->cc.node_id == n->id)
+      continue;
+    if (ci->cc.type == RAFT_CONF_REMOVE_NODE) {
+      peer_transport_remove_peer(n->pt, ci->cc.node_id);
+    } else if (ci->cc.type == RAFT_CONF_ADD_NODE ||
+               ci->cc.type == RAFT_CONF_ADD_LEARNER) {
+      struct keel_url u;
+      char e[KEEL_CONFIG_ERR_MAX];
+      if (ci->url[0] && keel_config_parse_url(ci->url, &u, e, sizeof(e)) == 0)
+        peer_transport_add_peer(n->pt, ci->cc.node_id,
+                                ci->name[0] ? ci->name : "member", u.host,
+                                u.port);
+    }
+  }
+  if (j->has_conf)
+    n->conf_saved = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The disk job                                                        */
+/* ------------------------------------------------------------------ */
+
+static int job_work(void *arg) {
+  struct ready_job *j = arg;
+  struct node *n = j->n;
+  size_t nc = j->rd.n_committed;
+  if (nc) {
+    j->apply = calloc(nc, sizeof(*j->apply));
+    j->reqs = calloc(nc, sizeof(*j->reqs));
+    j->ids = calloc(nc, sizeof(*j->ids));
+    j->proposers = calloc(nc, sizeof(*j->proposers));
+    j->decode_err = calloc(nc, sizeof(*j->decode_err));
+    j->mem = calloc(nc, sizeof(*j->mem));
+    if (!j->apply || !j->reqs || !j->ids || !j->proposers || !j->decode_err ||
+        !j->mem)
+      return -ENOMEM;
+    for (size_t i = 0; i < nc; i++) {
+      const struct raft_entry *e = &j->rd.committed[i];
+      j->apply[i].index = e->index;
+      j->apply[i].term = e->term;
+      if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
+        continue;
+      int rc = n->ops.decode(n->ops.ud, e->data, e->len, &j->reqs[i],
+                             &j->ids[i], &j->proposers[i], &j->mem[i]);
+      if (rc)
+        j->decode_err[i] = rc;
+      else
+        j->apply[i].req = &j->reqs[i];
+    }
+  }
+  if (nc || j->has_conf || j->n_meta) {
+    struct store_apply_batch b = {
+        .entries = j->apply,
+        .n = nc,
+        .append = j->append,
+        .n_append = j->rd.n_entries,
+        .hard_state = j->has_hs ? &j->hs : NULL,
+        .conf = j->has_conf ? &j->conf : NULL,
+        .meta = j->n_meta ? j->meta : NULL,
+        .n_meta = j->n_meta,
+    };
+    int rc = store_apply(n->st, &b, &j->res);
+    if (rc == 0)
+      j->applied = true;
+    return rc;
+  }
+  return store_log_append(n->st, j->append, j->rd.n_entries,
+                          j->has_hs ? &j->hs : NULL);
+}
+
+static void job_free(struct node *n, struct ready_job *j) {
+  if (j->mem)
+    for (size_t i = 0; i < j->rd.n_committed; i++)
+      if (j->mem[i] && n->ops.release)
+        n->ops.release(n->ops.ud, j->mem[i]);
+  if (j->applied)
+    store_apply_result_free(&j->res);
+  free(j->sent);
+  free(j->append);
+  free(j->confs);
+  free(j->apply);
+  free(j->reqs);
+  free(j->ids);
+  free(j->proposers);
+  free(j->decode_err);
+  free(j->mem);
+  free(j);
+}
+
+static void on_soft_state(struct node *n, const struct raft_soft_state *ss) {
+  if (ss->leader != n->ss.leader) {
+    n->stats.leader_changes++;
+    keel_logkv(KEEL_LOG_INFO, COMP, "leader changed",
+               "leader=%016llx role=%s term=%llu",
+               (unsigned long long)ss->leader, raft_role_name(ss->role),
+               (unsigned long long)raft_term(n->r));
+    /* Proposals not yet committed may or may not make it now. */
+    uint64_t commit = raft_committed(n->r);
+    struct waiter *w = n->w_head;
+    while (w) {
+      struct waiter *next = w->next;
+      if (w->index == 0 || w->index > commit)
+        waiter_done(n, w, KEEL_EUNKNOWN, NULL);
+      w = next;
+    }
+    /* Reads asked of the old leader will not be answered. */
+    struct read_waiter *rw = n->r_head;
+    while (rw) {
+      struct read_waiter *next = rw->next;
+      if (!rw->has_index && rw->ctx)
+        read_done(n, rw, KEEL_ENOLEADER);
+      rw = next;
+    }
+  }
+  n->ss = *ss;
+}
+
+static void job_done(void *arg, int status) {
+  struct ready_job *j = arg;
+  struct node *n = j->n;
+  if (status) {
+    keel_logkv(KEEL_LOG_ERROR, COMP,
+               "disk write failed: stopping (restart recovers from the disk)",
+               "err=%s", keel_strerror(status));
+    exit(1);
+  }
+  struct raft_ready *rd = &j->rd;
+  if (rd->hard_state_changed)
+    n->durable_term = rd->hard_state.term;
+  for (size_t i = 0; i < rd->n_messages; i++)
+    if (!j->sent[i])
+      send_msg(n, &rd->messages[i]);
+  finish_confs(n, j);
+
+  /* Complete the waiters of the entries applied here. */
+  uint64_t last = n->applied;
+  for (size_t i = 0; i < rd->n_committed; i++) {
+    last = rd->committed[i].index;
+    if (!j->ids || j->proposers[i] != n->id || !j->ids[i])
+      continue;
+    struct waiter *w = waiter_find(n, j->ids[i]);
+    if (!w)
+      continue;
+    if (j->decode_err[i])
+      waiter_done(n, w, j->decode_err[i], NULL);
+    else if (j->applied && i < j->res.n_responses)
+      waiter_done(n, w, 0, &j->res.responses[i]);
+    else
+      waiter_done(n, w, KEEL_EUNKNOWN, NULL);
+  }
+  if (last > n->applied)
+    n->applied = last;
+  /* A waiter whose position is applied and was not completed above lost its
+   * position to another entry. */
+  if (rd->n_committed) {
+    struct waiter *w = n->w_head;
+    while (w) {
+      struct waiter *next = w->next;
+      if (w->index && w->index <= n->applied)
+        waiter_done(n, w, KEEL_EDROPPED, NULL);
+      w = next;
+    }
+  }
+  /* Read states: matched by context. */
+  for (size_t i = 0; i < rd->n_read_states; i++) {
+    const struct raft_read_state *rs = &rd->read_states[i];
+    if (rs->context_len != 8)
+      continue;
+    uint64_t ctx;
+    memcpy(&ctx, rs->context, 8);
+    for (struct read_waiter *rw = n->r_head; rw; rw = rw->next)
+      if (rw->ctx == ctx && !rw->has_index) {
+        rw->has_index = true;
+        rw->index = rs->index;
+      }
+  }
+  bool soft = rd->soft_state_changed;
+  struct raft_soft_state ss = rd->soft_state;
+  raft_advance(n->r, rd);
+  n->ready_out = false;
+  n->stats.readies++;
+  job_free(n, j);
+  if (soft)
+    on_soft_state(n, &ss);
+  run_reads(n);
+  check_transferred(n);
+  if (n->state != N_CLOSING)
+    pump(n);
+}
+
+/* Takes the next Ready, if any, and hands it to the disk thread. */
+static void pump(struct node *n) {
+  if (n->ready_out || n->state == N_CLOSING)
+    return;
+  /* Linearizable reads of this turn: one ReadIndex request for all. */
+  if (n->reads_unasked) {
+    n->reads_unasked = false;
+    uint64_t ctx = ++n->next_read_ctx;
+    int rc = raft_read_index(n->r, &ctx, sizeof(ctx));
+    struct read_waiter *rw = n->r_head;
+    while (rw) {
+      struct read_waiter *next = rw->next;
+      if (rw->ctx == 0 && !rw->has_index) {
+        if (rc)
+          read_done(n, rw, rc);
+        else
+          rw->ctx = ctx;
+      }
+      rw = next;
+    }
+  }
+  if (!raft_has_ready(n->r))
+    return;
+  struct ready_job *j = calloc(1, sizeof(*j));
+  if (!j)
+    abort();
+  j->n = n;
+  raft_ready(n->r, &j->rd);
+  n->ready_out = true;
+  struct raft_ready *rd = &j->rd;
+  j->sent = calloc(rd->n_messages ? rd->n_messages : 1, sizeof(bool));
+  j->append = calloc(rd->n_entries ? rd->n_entries : 1, sizeof(*j->append));
+  if (!j->sent || !j->append)
+    abort();
+  for (size_t i = 0; i < rd->n_entries; i++) {
+    j->append[i].index = rd->entries[i].index;
+    j->append[i].term = rd->entries[i].term;
+    j->append[i].type = (uint32_t)rd->entries[i].type;
+    j->append[i].data = rd->entries[i].data;
+    j->append[i].len = rd->entries[i].len;
+  }
+  if (rd->hard_state_changed) {
+    j->has_hs = true;
+    j->hs.term = rd->hard_state.term;
+    j->hs.vote = rd->hard_state.vote;
+    j->hs.commit = rd->hard_state.commit;
+  }
+  if (rd->has_snapshot) {
+    /* Only a received snapshot makes this, and on_frame refuses those. */
+    keel_logkv(KEEL_LOG_ERROR, COMP, "snapshot install asked: not implemented",
+               "index=%llu", (unsigned long long)rd->snapshot.index);
+    abort();
+  }
+  prepare_confs(n, j);
+  /* Invariant 2: a leader's appends may overlap its own write. */
+  bool term_durable =
+      !rd->hard_state_changed || rd->hard_state.term == n->durable_term;
+  if (raft_role(n->r) == RAFT_LEADER && term_durable)
+    for (size_t i = 0; i < rd->n_messages; i++)
+      if (rd->messages[i].type == RAFT_MSG_APPEND) {
+        send_msg(n, &rd->messages[i]);
+        j->sent[i] = true;
+      }
+  int rc = disk_thread_submit(n->dt, job_work, job_done, j);
+  if (rc) {
+    /* One job at a time is ever queued by the node, so the queue cannot be
+     * full; a stopped disk thread means the node is closing. */
+    keel_logkv(KEEL_LOG_ERROR, COMP, "disk submit failed", "err=%s",
+               keel_strerror(rc));
+    abort();
+  }
+}
+
+static void on_check(uv_check_t *h) {
+  pump(h->data);
+}
+
+/* The idle handle runs once after something may have made work (a
+ * proposal, a read, a tick, a frame): it keeps the next poll from blocking
+ * before pump() ran, wherever in the loop turn the work came from. */
+static void on_idle(uv_idle_t *h) {
+  struct node *n = h->data;
+  uv_idle_stop(h);
+  run_reads(n);
+  pump(n);
+}
+
+static void kick(struct node *n) {
+  if (n->state != N_CLOSING)
+    uv_idle_start(&n->idle, on_idle);
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct node *n = t->data;
+  raft_tick(n->r);
+  expire(n);
+  kick(n);
+}
+
+/* ------------------------------------------------------------------ */
+/* API                                                                 */
+/* ------------------------------------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t i = 0;
+  while (v >= 0x80) {
+    p[i++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[i++] = (uint8_t)v;
+  return i;
+}
+
+int node_propose(struct node *n, const uint8_t *req, size_t len,
+                 node_propose_fn cb, void *ud) {
+  if (!cb || (len && !req))
+    return -EINVAL;
+  if (n->state != N_RUNNING)
+    return KEEL_ESTOPPED;
+  if (len > n->max_req_bytes)
+    return KEEL_ETOOLARGE;
+  if (n->n_waiters >= n->max_waiters)
+    return KEEL_EBUSY;
+  struct waiter *w = calloc(1, sizeof(*w));
+  uint8_t *buf = malloc(len + 22);
+  if (!w || !buf) {
+    free(w);
+    free(buf);
+    return -ENOMEM;
+  }
+  w->id = n->run_nonce << 32 | (++n->next_seq & 0xffffffffu);
+  size_t off = 0;
+  buf[off++] = 0x08; /* keelstore.Request.id, varint */
+  off += put_varint(buf + off, w->id);
+  buf[off++] = 0x10; /* keelstore.Request.proposer, varint */
+  off += put_varint(buf + off, n->id);
+  if (len)
+    memcpy(buf + off, req, len);
+  uint64_t index = 0;
+  int rc = raft_propose(n->r, buf, off + len, &index);
+  free(buf);
+  if (rc) {
+    free(w);
+    return rc == KEEL_ENOTLEADER ? KEEL_ENOLEADER : rc;
+  }
+  kick(n);
+  w->index = index;
+  w->deadline = uv_now(n->loop) + n->timeout_ms;
+  w->cb = cb;
+  w->ud = ud;
+  w->prev = n->w_tail;
+  if (n->w_tail)
+    n->w_tail->next = w;
+  else
+    n->w_head = w;
+  n->w_tail = w;
+  struct waiter **b = bucket(n, w->id);
+  w->hnext = *b;
+  *b = w;
+  n->n_waiters++;
+  return 0;
+}
+
+/* A serializable read rides on the read list with index 0 (already
+ * reached), so its callback runs from the idle handle, never from inside
+ * node_read(). */
+int node_read(struct node *n, bool linearizable, node_read_fn cb, void *ud) {
+  if (!cb)
+    return -EINVAL;
+  if (n->state != N_RUNNING)
+    return KEEL_ESTOPPED;
+  if (n->n_reads >= n->max_reads)
+    return KEEL_EBUSY;
+  struct read_waiter *rw = calloc(1, sizeof(*rw));
+  if (!rw)
+    return -ENOMEM;
+  rw->cb = cb;
+  rw->ud = ud;
+  rw->deadline = uv_now(n->loop) + n->timeout_ms;
+  if (!linearizable) {
+    rw->has_index = true;
+    rw->index = 0;
+  } else {
+    n->reads_unasked = true;
+  }
+  rw->prev = n->r_tail;
+  if (n->r_tail)
+    n->r_tail->next = rw;
+  else
+    n->r_head = rw;
+  n->r_tail = rw;
+  n->n_reads++;
+  kick(n);
+  return 0;
+}
+
+void node_status(const struct node *n, struct node_status *out) {
+  *out = n->stats;
+  out->id = n->id;
+  out->cluster_id = n->cluster_id;
+  out->leader = raft_leader(n->r);
+  out->role = raft_role(n->r);
+  out->term = raft_term(n->r);
+  out->commit = raft_committed(n->r);
+  out->applied = n->applied;
+  out->last_index = raft_last_index(n->r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start                                                               */
+/* ------------------------------------------------------------------ */
+
+int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
+             char *err, size_t errlen) {
+  const struct keel_config *cfg = opt->cfg;
+  *out = NULL;
+  if (!opt->apply.decode || !opt->store) {
+    snprintf(err, errlen, "node: missing store or decode hook");
+    return -EINVAL;
+  }
+  struct node *n = calloc(1, sizeof(*n));
+  if (!n)
+    return -ENOMEM;
+  n->loop = loop;
+  n->st = opt->store;
+  n->ops = opt->apply;
+  n->id = cfg->member_id;
+  n->cluster_id = cfg->cluster_id;
+  n->heartbeat_ms = cfg->heartbeat_interval_ms;
+  n->timeout_ms = opt->request_timeout_ms ? opt->request_timeout_ms : 5000;
+  n->max_req_bytes = cfg->max_request_bytes + 64; /* + the id fields */
+  n->max_waiters = opt->max_waiters ? opt->max_waiters : 8192;
+  n->max_reads = opt->max_reads ? opt->max_reads : 8192;
+  n->n_buckets = 1;
+  while (n->n_buckets < n->max_waiters)
+    n->n_buckets <<= 1;
+  n->buckets = calloc(n->n_buckets, sizeof(*n->buckets));
+  if (!n->buckets) {
+    free(n);
+    return -ENOMEM;
+  }
+  uint32_t nonce = 0;
+  if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
+    nonce = (uint32_t)(uv_hrtime() ^ (opt->seed * 0x9E3779B97F4A7C15ull));
+  n->run_nonce = nonce ? nonce : 1;
+
+  int rc;
+  /* The store belongs to this cluster, or to none yet. */
+  uint8_t idbuf[8];
+  size_t idlen = 0;
+  rc = store_meta_get(n->st, "cluster-id", idbuf, sizeof(idbuf), &idlen);
+  if (rc == 0) {
+    uint64_t stored = 0;
+    for (size_t i = 0; i < 8 && i < idlen; i++)
+      stored = stored << 8 | idbuf[i];
+    if (idlen != 8 || stored != n->cluster_id) {
+      snprintf(err, errlen,
+               "--data-dir %s holds cluster %016llx, but the configuration "
+               "(--initial-cluster, --initial-cluster-token) makes cluster "
+               "%016llx",
+               cfg->data_dir, (unsigned long long)stored,
+               (unsigned long long)n->cluster_id);
+      free(n->buckets);
+      free(n);
+      return KEEL_ECONFIG;
+    }
+  } else if (rc != KEEL_ENOTFOUND) {
+    snprintf(err, errlen, "reading the store's cluster id: %s",
+             keel_strerror(rc));
+    free(n->buckets);
+    free(n);
+    return rc;
+  }
+
+  struct store_hard_state hs;
+  struct store_conf_state cs;
+  uint64_t applied = 0, applied_term = 0;
+  if ((rc = store_log_load_state(n->st, &hs, &cs)) != 0 ||
+      (rc = store_applied(n->st, &applied, &applied_term)) != 0) {
+    snprintf(err, errlen, "reading the raft state: %s", keel_strerror(rc));
+    free(n->buckets);
+    free(n);
+    return rc;
+  }
+  struct raft_config rcfg = {0};
+  rcfg.id = n->id;
+  if (cs.n_voters) {
+    struct raft_snapshot_meta m;
+    raft_storage_conf_to_meta(&cs, &m);
+    memcpy(rcfg.voters, m.voters, sizeof(m.voters));
+    rcfg.n_voters = m.n_voters;
+    memcpy(rcfg.learners, m.learners, sizeof(m.learners));
+    rcfg.n_learners = m.n_learners;
+    n->conf_saved = idlen == 8;
+  } else if (cfg->initial_cluster_state == KEEL_CLUSTER_NEW) {
+    for (size_t i = 0; i < cfg->n_members && i < RAFT_MAX_NODES; i++)
+      rcfg.voters[rcfg.n_voters++] = cfg->members[i].id;
+  } /* else: joining an existing cluster; not a member until added */
+  rcfg.applied = applied;
+  n->applied = applied;
+  rcfg.heartbeat_tick = 1;
+  rcfg.election_tick =
+      (int)(cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
+  rcfg.pre_vote = true;
+  rcfg.check_quorum = true;
+  rcfg.max_inflight = 256;
+  rcfg.max_msg_bytes =
+      n->max_req_bytes > (1u << 20) ? n->max_req_bytes : (1u << 20);
+  rcfg.max_uncommitted = 65536;
+  rcfg.seed = opt->seed ? opt->seed : (uint64_t)nonce * 2654435761u + n->id;
+  rcfg.storage = raft_storage_lmdb(n->st);
+  rc = raft_new(&rcfg, &n->r);
+  if (rc) {
+    snprintf(err, errlen, "starting raft: %s", keel_strerror(rc));
+    free(n->buckets);
+    free(n);
+    return rc;
+  }
+  n->durable_term = hs.term;
+  n->ss.leader = 0;
+  n->ss.role = RAFT_FOLLOWER;
+
+  rc = disk_thread_init(&n->dt, loop, (size_t)cfg->disk_queue_jobs);
+  if (rc) {
+    snprintf(err, errlen, "starting the disk thread: %s", keel_strerror(rc));
+    raft_free(n->r);
+    free(n->buckets);
+    free(n);
+    return rc;
+  }
+  struct peer_transport_options po;
+  peer_transport_options_from_config(cfg, &po);
+  po.on_frame = on_frame;
+  po.ctx = n;
+  po.seed = rcfg.seed ^ 0x5bd1e995;
+  /* From here on, a failure leaves handles on the loop: keeld exits. */
+  rc = peer_transport_init(&n->pt, loop, &po);
+  if (rc) {
+    snprintf(err, errlen, "starting the peer transport: %s", keel_strerror(rc));
+    return rc;
+  }
+  rc = peer_transport_start_from_config(n->pt, cfg, err, errlen);
+  if (rc)
+    return rc;
+  uv_timer_init(loop, &n->tick);
+  n->tick.data = n;
+  uv_check_init(loop, &n->check);
+  n->check.data = n;
+  uv_idle_init(loop, &n->idle);
+  n->idle.data = n;
+  uv_timer_init(loop, &n->stop_timer);
+  n->stop_timer.data = n;
+  uv_timer_start(&n->tick, on_tick, n->heartbeat_ms, n->heartbeat_ms);
+  uv_check_start(&n->check, on_check);
+  uv_unref((uv_handle_t *)&n->check);
+  kick(n);
+  keel_logkv(KEEL_LOG_INFO, COMP, "node started",
+             "member=%016llx cluster=%016llx voters=%zu applied=%llu "
+             "term=%llu commit=%llu last=%llu",
+             (unsigned long long)n->id, (unsigned long long)n->cluster_id,
+             rcfg.n_voters, (unsigned long long)applied,
+             (unsigned long long)hs.term, (unsigned long long)hs.commit,
+             (unsigned long long)raft_last_index(n->r));
+  *out = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stop                                                                */
+/* ------------------------------------------------------------------ */
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct node *n = h->data;
+  if (--n->handles_open > 0)
+    return;
+  raft_free(n->r);
+  free(n->buckets);
+  node_stopped_fn cb = n->stopped_cb;
+  void *ud = n->stopped_ud;
+  free(n);
+  if (cb)
+    cb(ud);
+}
+
+static void on_pt_closed(void *ctx) {
+  struct node *n = ctx;
+  n->pt = NULL;
+  n->handles_open = 4;
+  uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&n->check, on_handle_closed);
+  uv_close((uv_handle_t *)&n->idle, on_handle_closed);
+  uv_close((uv_handle_t *)&n->stop_timer, on_handle_closed);
+}
+
+static void on_disk_closed(void *ctx) {
+  struct node *n = ctx;
+  n->dt = NULL;
+  peer_transport_close(n->pt, on_pt_closed, n);
+}
+
+static void begin_close(struct node *n) {
+  if (n->state == N_CLOSING)
+    return;
+  n->state = N_CLOSING;
+  uv_timer_stop(&n->tick);
+  uv_timer_stop(&n->stop_timer);
+  uv_check_stop(&n->check);
+  uv_idle_stop(&n->idle);
+  while (n->w_head)
+    waiter_done(n, n->w_head, KEEL_EUNKNOWN, NULL);
+  while (n->r_head)
+    read_done(n, n->r_head, KEEL_ESTOPPED);
+  keel_logkv(
+      KEEL_LOG_INFO, COMP, "node stopping",
+      "term=%llu commit=%llu applied=%llu", (unsigned long long)raft_term(n->r),
+      (unsigned long long)raft_committed(n->r), (unsigned long long)n->applied);
+  disk_thread_close(n->dt, on_disk_closed, n);
+}
+
+static void on_transfer_timeout(uv_timer_t *t) {
+  struct node *n = t->data;
+  keel_logkv(KEEL_LOG_WARN, COMP, "leadership transfer did not finish in time",
+             NULL);
+  begin_close(n);
+}
+
+static void check_transferred(struct node *n) {
+  if (n->state == N_TRANSFERRING && raft_role(n->r) != RAFT_LEADER) {
+    keel_logkv(KEEL_LOG_INFO, COMP, "leadership handed over", "leader=%016llx",
+               (unsigned long long)raft_leader(n->r));
+    begin_close(n);
+  }
+}
+
+void node_stop(struct node *n, uint64_t transfer_ms, node_stopped_fn cb,
+               void *ud) {
+  n->stopped_cb = cb;
+  n->stopped_ud = ud;
+  if (n->state != N_RUNNING)
+    return;
+  if (raft_role(n->r) == RAFT_LEADER && transfer_ms) {
+    uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
+    size_t nv, nl;
+    raft_conf(n->r, vo, &nv, le, &nl);
+    uint64_t to = 0;
+    for (size_t i = 0; i < nv && !to; i++) {
+      struct peer_stats ps;
+      if (vo[i] != n->id && peer_transport_peer_stats(n->pt, vo[i], &ps) == 0 &&
+          ps.connected)
+        to = vo[i];
+    }
+    if (to && raft_transfer_leader(n->r, to) == 0) {
+      keel_logkv(KEEL_LOG_INFO, COMP, "handing leadership over", "to=%016llx",
+                 (unsigned long long)to);
+      n->state = N_TRANSFERRING;
+      uv_timer_start(&n->stop_timer, on_transfer_timeout, transfer_ms, 0);
+      kick(n);
+      return;
+    }
+  }
+  begin_close(n);
+}

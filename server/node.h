@@ -1,0 +1,126 @@
+/* node.h — the keel node: the raft core, the store, the disk thread and the
+ * peer transport driven from one libuv loop. This header is the manual for
+ * what keeld's services (the client port handlers) call.
+ *
+ * Everything here runs on the loop thread. The node owns the raft core, the
+ * disk thread and the peer transport; it borrows the store (opened and
+ * closed by the caller, outliving the node).
+ *
+ * Writes: node_propose() takes an encoded keelstore.Request (proto/
+ * store.proto) *without* its id/proposer fields; the node gives it a request
+ * id and this member's id (by prefixing the two fields: in protobuf the last
+ * occurrence of a field wins, so a caller's own values are overridden), puts
+ * it in the log and calls the callback once the entry was applied on this
+ * node (with the store's response), or once its fate is known otherwise:
+ *
+ *   0                   applied; resp is the store's response for it (its
+ *                       own error field may be set: a request error)
+ *   KEEL_EDROPPED       certainly not applied (refused, or its log position
+ *                       was taken by another entry)
+ *   KEEL_EUNKNOWN       the leader changed (or the node stopped) before it
+ *                       committed: it may still be applied
+ *   KEEL_ETIMEOUT       no outcome within the request timeout (unknown too)
+ *
+ * Reads: node_read() calls back when a read may run: at once for a
+ * serializable read, after a ReadIndex round and once the applied index
+ * reached the read index for a linearizable one. The callback then reads the
+ * store directly (store_range()...).
+ *
+ * Apply: committed entries are decoded by the `decode` hook (struct
+ * node_apply_ops) on the disk thread into store requests and applied with
+ * store_apply() in the same LMDB txn as the Ready's log append and hard
+ * state. The hook is the seam to server/apply (etcd request -> store
+ * request); node_standin.h holds a test stand-in that knows only puts.
+ */
+#ifndef KEEL_NODE_H
+#define KEEL_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "store.h"
+
+struct keel_config;
+struct node;
+
+/* The seam to the request codec. decode() runs on the disk thread, one call
+ * per committed normal entry with data: it fills *req (pointers may point
+ * into memory it returns in *mem, released by release() after the apply),
+ * the entry's request id and proposer. It returns 0, or an error: the entry
+ * is then applied as a no-op (every node decodes the same bytes, so every
+ * node makes the same choice) and its waiter, if the id could be read,
+ * gets the error. */
+struct node_apply_ops {
+  void *ud;
+  int (*decode)(void *ud, const uint8_t *data, size_t len,
+                struct store_request *req, uint64_t *id, uint64_t *proposer,
+                void **mem);
+  void (*release)(void *ud, void *mem);
+};
+
+struct node_options {
+  const struct keel_config *cfg; /* read during node_new() only */
+  struct store *store;           /* borrowed; outlives the node */
+  struct node_apply_ops apply;   /* decode required */
+  uint64_t seed;                 /* PRNG seed (elections, backoff) */
+  size_t max_waiters;            /* proposals waiting; 0: 8192 */
+  size_t max_reads;              /* reads waiting; 0: 8192 */
+  uint64_t request_timeout_ms;   /* 0: 5000 */
+};
+
+/* status: see the table above. resp is valid during the call only. */
+typedef void (*node_propose_fn)(void *ud, int status,
+                                const struct store_response *resp);
+/* status 0: read now. Else KEEL_ETIMEOUT, KEEL_ENOLEADER, KEEL_EBUSY,
+ * KEEL_ESTOPPED. */
+typedef void (*node_read_fn)(void *ud, int status);
+typedef void (*node_stopped_fn)(void *ud);
+
+/* Creates and starts the node: raft from the store's durable state (or the
+ * --initial-cluster configuration for a new store), the disk thread, the
+ * peer transport (listening on --listen-peer-urls, dialing every member) and
+ * the tick timer. Errors (with a one-line reason in err): KEEL_ECONFIG (the
+ * store belongs to another cluster), a raft_new() error, a transport or
+ * disk-thread error, -ENOMEM. */
+int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
+             char *err, size_t errlen);
+
+/* Proposes a write (see above). Returns 0 (cb will be called exactly once,
+ * never from inside this call) or, with cb not called: KEEL_ESTOPPED,
+ * KEEL_EBUSY (too many waiters, or the core's uncommitted limit),
+ * KEEL_ENOLEADER, KEEL_ETOOLARGE, -EINVAL. */
+int node_propose(struct node *n, const uint8_t *req, size_t len,
+                 node_propose_fn cb, void *ud);
+
+/* Asks for a read point (see above). Returns 0 (cb called exactly once,
+ * never from inside this call) or KEEL_ESTOPPED / KEEL_EBUSY. */
+int node_read(struct node *n, bool linearizable, node_read_fn cb, void *ud);
+
+struct node_status {
+  uint64_t id;
+  uint64_t cluster_id;
+  uint64_t leader; /* 0 when unknown */
+  int role;        /* enum raft_role */
+  uint64_t term;
+  uint64_t commit;
+  uint64_t applied;
+  uint64_t last_index;
+  uint64_t leader_changes;
+  uint64_t proposals_applied;
+  uint64_t proposals_failed;
+  uint64_t readies; /* disk jobs completed */
+};
+void node_status(const struct node *n, struct node_status *out);
+
+/* Graceful stop: refuses new requests; a leader hands leadership to another
+ * voter (waiting at most transfer_ms for it); then every waiter is
+ * completed (KEEL_EUNKNOWN / KEEL_ESTOPPED), the disk queue drained, the
+ * transport closed and the core freed; then cb runs and the node is gone.
+ * Call once. */
+void node_stop(struct node *n, uint64_t transfer_ms, node_stopped_fn cb,
+               void *ud);
+
+#endif
