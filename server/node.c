@@ -103,7 +103,8 @@ struct conf_item {
 struct ready_job {
   struct node *n;
   struct raft_ready rd;
-  bool *sent; /* rd.n_messages: sent before the write */
+  struct snap_in *install; /* rd.has_snapshot: the staged stream */
+  bool *sent;              /* rd.n_messages: sent before the write */
   struct store_entry *append;
   struct store_hard_state hs;
   bool has_hs;
@@ -161,12 +162,50 @@ struct node {
   uint64_t next_read_ctx;
 
   struct node_status stats;
-  uint64_t warned_snapshot;
+
+  /* Snapshots and compaction (decision 0101, 0772). */
+  uint64_t snapshot_count, keep_entries, chunk_bytes, max_snapshot_bytes;
+  uint64_t applied_term;
+  uint64_t snap_index; /* latest store_log_set_snapshot index */
+  bool compacting;
+  struct ready_job *pending_job;          /* refused by a full disk queue */
+  uint64_t want_snapshot[RAFT_MAX_NODES]; /* peers the core asked for */
+  size_t n_want_snapshot;
+  struct snap_out *outs[RAFT_MAX_NODES];
+  size_t n_outs;
+  struct snap_in *in;     /* the stream being received, or NULL */
+  struct snap_in *staged; /* received whole, waiting for the core */
+};
+
+/* A snapshot stream to one follower (loop thread only). */
+struct snap_out {
+  struct node *n;
+  uint64_t to;
+  struct store_snapshot *snap;
+  struct raft_snapshot_meta meta;
+  uint64_t offset;
+  uint8_t *buf;
+};
+
+/* A snapshot stream being received. `rs` and `err` belong to the disk
+ * thread (its jobs run in order); the rest to the loop thread. */
+struct snap_in {
+  struct node *n;
+  uint64_t from;
+  struct raft_snapshot_meta meta;
+  uint64_t next_offset;
+  int jobs; /* submitted, not completed */
+  bool aborted, complete;
+  struct store_restore *rs;
+  int err;
 };
 
 static void pump(struct node *n);
 static void kick(struct node *n);
 static void check_transferred(struct node *n);
+static void snapshot_chunk(struct node *n, const struct raft_message *m);
+static void snapshot_flush(struct node *n);
+static void maybe_compact(struct node *n);
 
 /* ------------------------------------------------------------------ */
 /* Waiters                                                             */
@@ -253,15 +292,13 @@ static void expire(struct node *n) {
 
 static void send_msg(struct node *n, const struct raft_message *m) {
   if (m->type == RAFT_MSG_SNAPSHOT) {
-    /* Streaming the store snapshot (decision 0101) is not built yet; keeld
-     * never compacts its log, so the core only asks for one after a log was
-     * lost. */
-    if (n->warned_snapshot++ % 100 == 0)
-      keel_logkv(KEEL_LOG_WARN, COMP,
-                 "snapshot needed by a follower: snapshot streaming is not "
-                 "implemented yet",
-                 "peer=%016llx index=%llu", (unsigned long long)m->to,
-                 (unsigned long long)m->snapshot.meta.index);
+    /* The stream starts once no disk job is running (snapshot_flush), so
+     * the store's applied state and the core's configuration agree. */
+    for (size_t i = 0; i < n->n_want_snapshot; i++)
+      if (n->want_snapshot[i] == m->to)
+        return;
+    if (n->n_want_snapshot < RAFT_MAX_NODES)
+      n->want_snapshot[n->n_want_snapshot++] = m->to;
     return;
   }
   struct raft_codec_out enc;
@@ -302,10 +339,7 @@ static void on_frame(void *ctx, uint64_t from, const Keelraft__PeerFrame *f) {
                "from=%016llx",
                (unsigned long long)from, (unsigned long long)in.msg.from);
   } else if (in.msg.type == RAFT_MSG_SNAPSHOT) {
-    keel_logkv(KEEL_LOG_WARN, COMP,
-               "refused snapshot: snapshot install is not implemented yet",
-               "peer=%016llx index=%llu", (unsigned long long)from,
-               (unsigned long long)in.msg.snapshot.meta.index);
+    snapshot_chunk(n, &in.msg);
   } else {
     rc = raft_step(n->r, &in.msg);
     kick(n);
@@ -458,6 +492,25 @@ static int job_work(void *arg) {
   struct ready_job *j = arg;
   struct node *n = j->n;
   size_t nc = j->rd.n_committed;
+  if (j->install) {
+    /* The stream is on disk and checked by now; switch to it, then record
+     * it as the log's snapshot (the core reads it back at restart). */
+    struct snap_in *si = j->install;
+    if (si->err || !si->rs)
+      return si->err ? si->err : KEEL_ECORRUPT;
+    struct store_snapshot_meta sm = {0};
+    sm.index = j->rd.snapshot.index;
+    sm.term = j->rd.snapshot.term;
+    raft_storage_conf_from_lists(j->rd.snapshot.voters, j->rd.snapshot.n_voters,
+                                 j->rd.snapshot.learners,
+                                 j->rd.snapshot.n_learners, &sm.conf);
+    int rc = store_restore_finish(si->rs, &sm.conf);
+    si->rs = NULL;
+    if (rc)
+      return rc;
+    if ((rc = store_log_set_snapshot(n->st, &sm)) != 0)
+      return rc;
+  }
   if (nc) {
     j->apply = calloc(nc, sizeof(*j->apply));
     j->reqs = calloc(nc, sizeof(*j->reqs));
@@ -509,6 +562,7 @@ static void job_free(struct node *n, struct ready_job *j) {
         n->ops.release(n->ops.ud, j->mem[i]);
   if (j->applied)
     store_apply_result_free(&j->res);
+  free(j->install);
   free(j->sent);
   free(j->append);
   free(j->confs);
@@ -561,6 +615,28 @@ static void job_done(void *arg, int status) {
   struct raft_ready *rd = &j->rd;
   if (rd->hard_state_changed)
     n->durable_term = rd->hard_state.term;
+  if (j->install) {
+    keel_logkv(KEEL_LOG_INFO, COMP, "installed snapshot",
+               "index=%llu term=%llu from=%016llx",
+               (unsigned long long)rd->snapshot.index,
+               (unsigned long long)rd->snapshot.term,
+               (unsigned long long)j->install->from);
+    /* Entries the snapshot covers are applied, but their responses are
+     * not known here. */
+    struct waiter *w = n->w_head;
+    while (w) {
+      struct waiter *next = w->next;
+      if (w->index && w->index <= rd->snapshot.index)
+        waiter_done(n, w, KEEL_EUNKNOWN, NULL);
+      w = next;
+    }
+    if (rd->snapshot.index > n->applied) {
+      n->applied = rd->snapshot.index;
+      n->applied_term = rd->snapshot.term;
+    }
+    n->snap_index = rd->snapshot.index;
+    n->conf_saved = true;
+  }
   for (size_t i = 0; i < rd->n_messages; i++)
     if (!j->sent[i])
       send_msg(n, &rd->messages[i]);
@@ -570,6 +646,7 @@ static void job_done(void *arg, int status) {
   uint64_t last = n->applied;
   for (size_t i = 0; i < rd->n_committed; i++) {
     last = rd->committed[i].index;
+    n->applied_term = rd->committed[i].term;
     if (!j->ids || j->proposers[i] != n->id || !j->ids[i])
       continue;
     struct waiter *w = waiter_find(n, j->ids[i]);
@@ -618,13 +695,23 @@ static void job_done(void *arg, int status) {
     on_soft_state(n, &ss);
   run_reads(n);
   check_transferred(n);
-  if (n->state != N_CLOSING)
+  if (n->state != N_CLOSING) {
+    snapshot_flush(n);
+    maybe_compact(n);
     pump(n);
+  }
 }
 
 /* Takes the next Ready, if any, and hands it to the disk thread. */
 static void pump(struct node *n) {
-  if (n->ready_out || n->state == N_CLOSING)
+  if (n->state == N_CLOSING)
+    return;
+  if (n->pending_job) {
+    if (disk_thread_submit(n->dt, job_work, job_done, n->pending_job) != 0)
+      return; /* still full: the next completion retries */
+    n->pending_job = NULL;
+  }
+  if (n->ready_out)
     return;
   /* Linearizable reads of this turn: one ReadIndex request for all. */
   if (n->reads_unasked) {
@@ -670,10 +757,15 @@ static void pump(struct node *n) {
     j->hs.commit = rd->hard_state.commit;
   }
   if (rd->has_snapshot) {
-    /* Only a received snapshot makes this, and on_frame refuses those. */
-    keel_logkv(KEEL_LOG_ERROR, COMP, "snapshot install asked: not implemented",
-               "index=%llu", (unsigned long long)rd->snapshot.index);
-    abort();
+    /* Only a staged stream is ever stepped into the core (snapshot_chunk),
+     * so the snapshot it installs is the staged one. */
+    if (!n->staged || n->staged->meta.index != rd->snapshot.index) {
+      keel_logkv(KEEL_LOG_ERROR, COMP, "snapshot to install is not staged",
+                 "index=%llu", (unsigned long long)rd->snapshot.index);
+      abort();
+    }
+    j->install = n->staged;
+    n->staged = NULL;
   }
   prepare_confs(n, j);
   /* Invariant 2: a leader's appends may overlap its own write. */
@@ -686,13 +778,349 @@ static void pump(struct node *n) {
         j->sent[i] = true;
       }
   int rc = disk_thread_submit(n->dt, job_work, job_done, j);
-  if (rc) {
-    /* One job at a time is ever queued by the node, so the queue cannot be
-     * full; a stopped disk thread means the node is closing. */
+  if (rc == KEEL_EBUSY) {
+    n->pending_job = j; /* decision 0652: retried after a completion */
+  } else if (rc) {
     keel_logkv(KEEL_LOG_ERROR, COMP, "disk submit failed", "err=%s",
                keel_strerror(rc));
     abort();
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshots out (leader): stream the store to a follower               */
+/* ------------------------------------------------------------------ */
+
+static int snap_pull(void *ud, struct peer_transport *t, uint64_t to) {
+  struct snap_out *o = ud;
+  struct node *n = o->n;
+  if (raft_role(n->r) != RAFT_LEADER)
+    return KEEL_ECANCELED;
+  size_t len = 0;
+  int rc = store_snapshot_read(o->snap, o->buf, n->chunk_bytes, &len);
+  if (rc)
+    return rc;
+  struct raft_message m = {0};
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.from = n->id;
+  m.to = to;
+  m.term = raft_term(n->r);
+  m.snapshot.meta = o->meta;
+  m.snapshot.offset = o->offset;
+  m.snapshot.data = o->buf;
+  m.snapshot.len = len;
+  m.snapshot.last = len == 0;
+  struct raft_codec_out enc;
+  if (raft_codec_encode(&m, &enc) != 0)
+    return -ENOMEM;
+  uint8_t sha[32];
+  if (len == 0) {
+    store_snapshot_digest(o->snap, sha, &enc.meta.size);
+    enc.meta.sha256.data = sha;
+    enc.meta.sha256.len = 32;
+  }
+  enc.meta.cluster_id = n->cluster_id;
+  Keelraft__PeerFrame f = KEELRAFT__PEER_FRAME__INIT;
+  f.body_case = KEELRAFT__PEER_FRAME__BODY_MESSAGE;
+  f.message = &enc.msg;
+  rc = peer_transport_send(t, to, &f);
+  raft_codec_out_free(&enc);
+  if (rc)
+    return rc;
+  o->offset += len;
+  return len ? 1 : 0;
+}
+
+static void snap_out_done(void *ud, int status) {
+  struct snap_out *o = ud;
+  struct node *n = o->n;
+  for (size_t i = 0; i < n->n_outs; i++)
+    if (n->outs[i] == o) {
+      n->outs[i] = n->outs[--n->n_outs];
+      break;
+    }
+  keel_logkv(status ? KEEL_LOG_WARN : KEEL_LOG_INFO, COMP,
+             status ? "snapshot stream failed" : "snapshot sent",
+             "peer=%016llx index=%llu bytes=%llu err=%s",
+             (unsigned long long)o->to, (unsigned long long)o->meta.index,
+             (unsigned long long)o->offset, keel_strerror(status));
+  store_snapshot_close(o->snap);
+  free(o->buf);
+  free(o);
+}
+
+/* Starts the streams the core asked for. Called between disk jobs, so the
+ * store's applied state is the one the core's configuration describes. */
+static void snapshot_flush(struct node *n) {
+  while (n->n_want_snapshot) {
+    uint64_t to = n->want_snapshot[--n->n_want_snapshot];
+    bool running = false;
+    for (size_t i = 0; i < n->n_outs; i++)
+      running |= n->outs[i]->to == to;
+    if (running || n->n_outs >= RAFT_MAX_NODES ||
+        raft_role(n->r) != RAFT_LEADER)
+      continue;
+    struct snap_out *o = calloc(1, sizeof(*o));
+    if (!o || !(o->buf = malloc(n->chunk_bytes)) ||
+        store_snapshot_open(n->st, &o->snap) != 0) {
+      if (o)
+        free(o->buf);
+      free(o);
+      continue;
+    }
+    o->n = n;
+    o->to = to;
+    store_snapshot_position(o->snap, &o->meta.index, &o->meta.term);
+    raft_conf(n->r, o->meta.voters, &o->meta.n_voters, o->meta.learners,
+              &o->meta.n_learners);
+    int rc = peer_transport_stream(n->pt, to, snap_pull, snap_out_done, o);
+    if (rc) {
+      /* The core asks again after two election timeouts. */
+      store_snapshot_close(o->snap);
+      free(o->buf);
+      free(o);
+      continue;
+    }
+    n->outs[n->n_outs++] = o;
+    keel_logkv(KEEL_LOG_INFO, COMP, "sending snapshot",
+               "peer=%016llx index=%llu term=%llu", (unsigned long long)to,
+               (unsigned long long)o->meta.index,
+               (unsigned long long)o->meta.term);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshots in (follower): stage the stream, then step it into raft    */
+/* ------------------------------------------------------------------ */
+
+enum { CHUNK_BEGIN, CHUNK_WRITE, CHUNK_ABORT };
+
+struct chunk_job {
+  struct snap_in *si;
+  int kind;
+  bool last;
+  uint64_t term;
+  uint8_t *data;
+  size_t len;
+};
+
+static int chunk_work(void *arg) {
+  struct chunk_job *c = arg;
+  struct snap_in *si = c->si;
+  switch (c->kind) {
+  case CHUNK_BEGIN:
+    si->err = store_restore_begin(si->n->st, &si->rs);
+    if (si->err)
+      si->rs = NULL;
+    break;
+  case CHUNK_WRITE:
+    if (!si->err && si->rs && c->len) {
+      si->err = store_restore_write(si->rs, c->data, c->len);
+      if (si->err) {
+        store_restore_abort(si->rs);
+        si->rs = NULL;
+      }
+    }
+    break;
+  case CHUNK_ABORT:
+    if (si->rs)
+      store_restore_abort(si->rs);
+    si->rs = NULL;
+    break;
+  }
+  return 0;
+}
+
+static void snap_in_abort(struct node *n, struct snap_in *si);
+
+static void chunk_done(void *arg, int status) {
+  (void)status;
+  struct chunk_job *c = arg;
+  struct snap_in *si = c->si;
+  struct node *n = si->n;
+  si->jobs--;
+  if (c->kind == CHUNK_ABORT) {
+    free(si);
+  } else if (c->last && !si->aborted) {
+    if (si->err) {
+      keel_logkv(KEEL_LOG_WARN, COMP, "refused snapshot stream",
+                 "peer=%016llx index=%llu err=%s", (unsigned long long)si->from,
+                 (unsigned long long)si->meta.index, keel_strerror(si->err));
+      snap_in_abort(n, si);
+    } else if (n->state != N_CLOSING) {
+      /* Whole and checked record by record: let the core decide. */
+      if (n->staged)
+        snap_in_abort(n, n->staged);
+      n->staged = si;
+      struct raft_message m = {0};
+      m.type = RAFT_MSG_SNAPSHOT;
+      m.from = si->from;
+      m.to = n->id;
+      m.term = c->term;
+      m.snapshot.meta = si->meta;
+      m.snapshot.last = true;
+      int rc = raft_step(n->r, &m);
+      keel_logkv(KEEL_LOG_INFO, COMP, "snapshot received",
+                 "peer=%016llx index=%llu bytes=%llu step=%s",
+                 (unsigned long long)si->from,
+                 (unsigned long long)si->meta.index,
+                 (unsigned long long)si->next_offset, keel_strerror(rc));
+      kick(n);
+    }
+  }
+  free(c->data);
+  free(c);
+  if (n->state != N_CLOSING)
+    pump(n);
+}
+
+static int chunk_submit(struct node *n, struct snap_in *si, int kind,
+                        const struct raft_message *m) {
+  struct chunk_job *c = calloc(1, sizeof(*c));
+  if (!c)
+    return -ENOMEM;
+  c->si = si;
+  c->kind = kind;
+  if (m) {
+    c->last = m->snapshot.last;
+    c->term = m->term;
+    if (m->snapshot.len) {
+      c->data = malloc(m->snapshot.len);
+      if (!c->data) {
+        free(c);
+        return -ENOMEM;
+      }
+      memcpy(c->data, m->snapshot.data, m->snapshot.len);
+      c->len = m->snapshot.len;
+    }
+  }
+  int rc = disk_thread_submit(n->dt, chunk_work, chunk_done, c);
+  if (rc) {
+    free(c->data);
+    free(c);
+    return rc;
+  }
+  si->jobs++;
+  return 0;
+}
+
+/* Drops a stream: the abort job runs after the stream's pending writes and
+ * frees it. Should the queue be full even for that (1024 jobs in flight),
+ * the stream is leaked with a warning: its staging file is removed by the
+ * next store_open(). */
+static void snap_in_abort(struct node *n, struct snap_in *si) {
+  si->aborted = true;
+  if (n->in == si)
+    n->in = NULL;
+  if (n->staged == si)
+    n->staged = NULL;
+  if (chunk_submit(n, si, CHUNK_ABORT, NULL) != 0)
+    keel_logkv(KEEL_LOG_WARN, COMP, "could not queue a snapshot abort", NULL);
+}
+
+static void snapshot_chunk(struct node *n, const struct raft_message *m) {
+  const struct raft_snapshot_chunk *ch = &m->snapshot;
+  if (ch->offset == 0) {
+    if (n->in)
+      snap_in_abort(n, n->in);
+    struct snap_in *si = calloc(1, sizeof(*si));
+    if (!si)
+      return;
+    si->n = n;
+    si->from = m->from;
+    si->meta = ch->meta;
+    if (chunk_submit(n, si, CHUNK_BEGIN, NULL) != 0) {
+      free(si);
+      return;
+    }
+    n->in = si;
+  }
+  struct snap_in *si = n->in;
+  if (!si)
+    return; /* the rest of a stream we dropped */
+  const char *why = NULL;
+  if (si->from != m->from)
+    why = "chunk from another member";
+  else if (ch->offset != si->next_offset)
+    why = "chunk out of order";
+  else if (ch->meta.index != si->meta.index)
+    why = "chunk of another snapshot";
+  else if (si->next_offset + ch->len > n->max_snapshot_bytes)
+    why = "snapshot larger than the quota allows";
+  if (!why) {
+    int rc = chunk_submit(n, si, CHUNK_WRITE, m);
+    if (rc == 0) {
+      si->next_offset += ch->len;
+      if (ch->last)
+        n->in = NULL; /* complete: chunk_done of the last one stages it */
+      return;
+    }
+    why = "disk queue full";
+  }
+  keel_logkv(KEEL_LOG_WARN, COMP, "dropped snapshot stream",
+             "peer=%016llx reason=\"%s\" offset=%llu",
+             (unsigned long long)m->from, why, (unsigned long long)ch->offset);
+  snap_in_abort(n, si);
+}
+
+/* ------------------------------------------------------------------ */
+/* Log compaction                                                      */
+/* ------------------------------------------------------------------ */
+
+struct compact_job {
+  struct node *n;
+  struct store_snapshot_meta meta;
+  uint64_t upto;
+  int rc;
+};
+
+static int compact_work(void *arg) {
+  struct compact_job *c = arg;
+  struct store *st = c->n->st;
+  int rc = store_log_set_snapshot(st, &c->meta);
+  if (rc == 0 && c->upto > store_log_first_index(st) - 1)
+    rc = store_log_compact(st, c->upto);
+  return rc;
+}
+
+static void compact_done(void *arg, int status) {
+  struct compact_job *c = arg;
+  struct node *n = c->n;
+  n->compacting = false;
+  if (status == 0)
+    n->snap_index = c->meta.index;
+  keel_logkv(status ? KEEL_LOG_WARN : KEEL_LOG_INFO, COMP,
+             status ? "log compaction failed" : "log compacted",
+             "snapshot_index=%llu upto=%llu err=%s",
+             (unsigned long long)c->meta.index, (unsigned long long)c->upto,
+             keel_strerror(status));
+  free(c);
+  if (n->state != N_CLOSING)
+    pump(n);
+}
+
+/* Every --snapshot-count applied entries: record the applied state as the
+ * log's snapshot and drop the entries before it but the last keep_entries
+ * (for followers a little behind; those further behind get the snapshot). */
+static void maybe_compact(struct node *n) {
+  if (n->compacting || n->applied < n->snap_index + n->snapshot_count)
+    return;
+  struct compact_job *c = calloc(1, sizeof(*c));
+  if (!c)
+    return;
+  c->n = n;
+  c->meta.index = n->applied;
+  c->meta.term = n->applied_term;
+  uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
+  size_t nv, nl;
+  raft_conf(n->r, vo, &nv, le, &nl);
+  raft_storage_conf_from_lists(vo, nv, le, nl, &c->meta.conf);
+  c->upto = n->applied > n->keep_entries ? n->applied - n->keep_entries : 0;
+  if (disk_thread_submit(n->dt, compact_work, compact_done, c) != 0) {
+    free(c);
+    return;
+  }
+  n->compacting = true;
 }
 
 static void on_check(uv_check_t *h) {
@@ -941,6 +1369,18 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
     return rc;
   }
   n->durable_term = hs.term;
+  n->applied_term = applied_term;
+  struct store_snapshot_meta snapm;
+  if (store_log_get_snapshot(n->st, &snapm) == 0)
+    n->snap_index = snapm.index;
+  n->snapshot_count = cfg->snapshot_count;
+  n->keep_entries =
+      cfg->snapshot_count / 2 < 5000 ? cfg->snapshot_count / 2 : 5000;
+  n->chunk_bytes = cfg->snapshot_chunk_bytes;
+  n->max_snapshot_bytes =
+      2 * (cfg->quota_backend_bytes ? cfg->quota_backend_bytes
+                                    : STORE_DEFAULT_QUOTA) +
+      (64u << 20);
   n->ss.leader = 0;
   n->ss.role = RAFT_FOLLOWER;
 
