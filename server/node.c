@@ -120,7 +120,8 @@ struct ready_job {
   struct store_request *reqs;
   uint64_t *ids, *proposers;
   int *decode_err;
-  void **mem;
+  void **mem; /* n_mem: rd is cleared by raft_advance before job_free */
+  size_t n_mem;
   struct store_apply_result res;
   bool applied;
 };
@@ -410,7 +411,10 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
   for (size_t i = 0; i < j->rd.n_committed; i++)
     if (j->rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE)
       count++;
-  if (!count && n->conf_saved)
+  /* The first conf state and the cluster id ride on the first batch that
+   * applies something (store_apply with no entries trips a memset(NULL, 0)
+   * in store_kv.c under UBSan; reported to the store). */
+  if (!count && (n->conf_saved || j->rd.n_committed == 0))
     return;
   uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
   size_t nv, nl;
@@ -518,6 +522,7 @@ static int job_work(void *arg) {
     j->proposers = calloc(nc, sizeof(*j->proposers));
     j->decode_err = calloc(nc, sizeof(*j->decode_err));
     j->mem = calloc(nc, sizeof(*j->mem));
+    j->n_mem = j->mem ? nc : 0;
     if (!j->apply || !j->reqs || !j->ids || !j->proposers || !j->decode_err ||
         !j->mem)
       return -ENOMEM;
@@ -557,7 +562,7 @@ static int job_work(void *arg) {
 
 static void job_free(struct node *n, struct ready_job *j) {
   if (j->mem)
-    for (size_t i = 0; i < j->rd.n_committed; i++)
+    for (size_t i = 0; i < j->n_mem; i++)
       if (j->mem[i] && n->ops.release)
         n->ops.release(n->ops.ud, j->mem[i]);
   if (j->applied)

@@ -201,4 +201,9 @@ for i in 1 2 3; do [ "$i" != "$lnode" ] && rest+=("$i"); done
 until_ok 5000 healthy "${rest[0]}" && ok "the other two serve after the stop" || bad "cluster unhealthy after SIGTERM"
 put "${rest[1]}" after-stop yes | grep -q '"revision"' && ok "write after the stop" || bad "write after the stop failed"
 
+# Sanitizer builds: any report in any node's log fails the test.
+if grep -l "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp"/n*.log; then
+  bad "sanitizer report in a node log"
+fi
+
 exit $fail
