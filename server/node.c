@@ -75,7 +75,8 @@ struct waiter {
   struct waiter *prev, *next; /* FIFO */
   struct waiter *hnext;       /* hash chain */
   uint64_t id;
-  uint64_t index; /* 0 when proposed at a follower (index unknown) */
+  uint64_t index;  /* 0 when proposed at a follower (index unknown) */
+  uint64_t leader; /* the leader the core knew when it was proposed */
   uint64_t deadline;
   node_propose_fn cb;
   void *ud;
@@ -587,12 +588,14 @@ static void on_soft_state(struct node *n, const struct raft_soft_state *ss) {
                "leader=%016llx role=%s term=%llu",
                (unsigned long long)ss->leader, raft_role_name(ss->role),
                (unsigned long long)raft_term(n->r));
-    /* Proposals not yet committed may or may not make it now. */
+    /* Proposals handed to another leader and not yet committed may or may
+     * not make it now. (The Ready's soft state lags the core: a proposal
+     * made to the new leader already is not affected.) */
     uint64_t commit = raft_committed(n->r);
     struct waiter *w = n->w_head;
     while (w) {
       struct waiter *next = w->next;
-      if (w->index == 0 || w->index > commit)
+      if (w->leader != ss->leader && (w->index == 0 || w->index > commit))
         waiter_done(n, w, KEEL_EUNKNOWN, NULL);
       w = next;
     }
@@ -1202,6 +1205,7 @@ int node_propose(struct node *n, const uint8_t *req, size_t len,
   }
   kick(n);
   w->index = index;
+  w->leader = raft_leader(n->r);
   w->deadline = uv_now(n->loop) + n->timeout_ms;
   w->cb = cb;
   w->ud = ud;
