@@ -177,6 +177,7 @@ struct node {
   size_t n_outs;
   struct snap_in *in;     /* the stream being received, or NULL */
   struct snap_in *staged; /* received whole, waiting for the core */
+  struct snap_in *snaps;  /* all of them, aborted ones included */
 };
 
 /* A snapshot stream to one follower (loop thread only). */
@@ -192,12 +193,14 @@ struct snap_out {
 /* A snapshot stream being received. `rs` and `err` belong to the disk
  * thread (its jobs run in order); the rest to the loop thread. */
 struct snap_in {
+  struct snap_in *prev, *next; /* node.snaps: every one not yet freed */
   struct node *n;
   uint64_t from;
   struct raft_snapshot_meta meta;
   uint64_t next_offset;
   int jobs; /* submitted, not completed */
   bool aborted, complete;
+  bool installing; /* handed to a Ready job (which frees it) */
   struct store_restore *rs;
   int err;
 };
@@ -205,6 +208,7 @@ struct snap_in {
 static void pump(struct node *n);
 static void kick(struct node *n);
 static void check_transferred(struct node *n);
+static void snap_in_free(struct node *n, struct snap_in *si);
 static void snapshot_chunk(struct node *n, const struct raft_message *m);
 static void snapshot_flush(struct node *n);
 static void maybe_compact(struct node *n);
@@ -568,7 +572,8 @@ static void job_free(struct node *n, struct ready_job *j) {
         n->ops.release(n->ops.ud, j->mem[i]);
   if (j->applied)
     store_apply_result_free(&j->res);
-  free(j->install);
+  if (j->install)
+    snap_in_free(n, j->install);
   free(j->sent);
   free(j->append);
   free(j->confs);
@@ -773,6 +778,7 @@ static void pump(struct node *n) {
       abort();
     }
     j->install = n->staged;
+    j->install->installing = true;
     n->staged = NULL;
   }
   prepare_confs(n, j);
@@ -901,6 +907,23 @@ static void snapshot_flush(struct node *n) {
 /* Snapshots in (follower): stage the stream, then step it into raft    */
 /* ------------------------------------------------------------------ */
 
+static void snap_in_link(struct node *n, struct snap_in *si) {
+  si->next = n->snaps;
+  if (n->snaps)
+    n->snaps->prev = si;
+  n->snaps = si;
+}
+
+static void snap_in_free(struct node *n, struct snap_in *si) {
+  if (si->prev)
+    si->prev->next = si->next;
+  else
+    n->snaps = si->next;
+  if (si->next)
+    si->next->prev = si->prev;
+  free(si);
+}
+
 enum { CHUNK_BEGIN, CHUNK_WRITE, CHUNK_ABORT };
 
 struct chunk_job {
@@ -948,7 +971,7 @@ static void chunk_done(void *arg, int status) {
   struct node *n = si->n;
   si->jobs--;
   if (c->kind == CHUNK_ABORT) {
-    free(si);
+    snap_in_free(n, si);
   } else if (c->last && !si->aborted) {
     if (si->err) {
       keel_logkv(KEEL_LOG_WARN, COMP, "refused snapshot stream",
@@ -1041,6 +1064,7 @@ static void snapshot_chunk(struct node *n, const struct raft_message *m) {
       free(si);
       return;
     }
+    snap_in_link(n, si);
     n->in = si;
   }
   struct snap_in *si = n->in;
