@@ -26,6 +26,8 @@
  *   GET  /test/get?key=K[&serializable]   the value after a linearizable
  *                                           (or serializable) read
  *   GET  /test/status  this node's id, leader, role, term, commit, applied
+ *   POST /test/member?op=add|add-learner|promote|remove&name=&peer=|&id=
+ *   GET  /test/members  the member list as of the applied index
  * so e2e tests can write before the etcd gRPC services land. Never use it in
  * production: it has no limits beyond the transport's and no auth.
  */
@@ -267,6 +269,80 @@ static void on_test_status(keel_http_request *r, void *ud) {
   respond_json(r, 200, body);
 }
 
+/* POST /test/member?op=add|add-learner|promote|remove|update
+ *   &name=N&peer=URL (add, add-learner: the id is derived as every node
+ *   derives it) or &id=HEX (promote, remove). */
+static void test_member_done(void *ud, int status,
+                             const struct store_response *resp) {
+  (void)resp;
+  keel_http_request *r = ud;
+  char body[160];
+  snprintf(body, sizeof(body), "{\"status\":\"%s\",\"code\":\"%s\"}\n",
+           status ? keel_strerror(status) : "ok", keel_err_name(status));
+  respond_json(r, status ? 503 : 200, body);
+}
+
+static void on_test_member(keel_http_request *r, void *ud) {
+  struct app *a = ud;
+  const struct keel_http1_head *h = keel_http_request_head(r);
+  const char *v;
+  size_t vl;
+  char op[16] = "", name[KEEL_CONFIG_NAME_MAX] = "",
+       peer[KEEL_CONFIG_URL_MAX] = "", idhex[20] = "";
+  if (query_param(h, "op", &v, &vl) && vl < sizeof(op))
+    memcpy(op, v, vl), op[vl] = 0;
+  if (query_param(h, "name", &v, &vl) && vl < sizeof(name))
+    memcpy(name, v, vl), name[vl] = 0;
+  if (query_param(h, "peer", &v, &vl) && vl < sizeof(peer))
+    memcpy(peer, v, vl), peer[vl] = 0;
+  if (query_param(h, "id", &v, &vl) && vl < sizeof(idhex))
+    memcpy(idhex, v, vl), idhex[vl] = 0;
+  int type = -1;
+  uint64_t id = 0;
+  if (strcmp(op, "add") == 0 || strcmp(op, "add-learner") == 0) {
+    type = op[3] ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_NODE;
+    if (name[0] && peer[0])
+      id = keel_config_member_id(name, peer, a->cfg.initial_cluster_token);
+  } else if (strcmp(op, "promote") == 0 || strcmp(op, "remove") == 0) {
+    type = op[0] == 'p' ? RAFT_CONF_PROMOTE : RAFT_CONF_REMOVE_NODE;
+    id = strtoull(idhex, NULL, 16);
+  }
+  if (type < 0 || id == 0) {
+    respond_json(r, 400, "{\"error\":\"bad op, name/peer or id\"}\n");
+    return;
+  }
+  if (a->stopping) {
+    test_member_done(r, KEEL_ESTOPPED, NULL);
+    return;
+  }
+  int rc = node_propose_conf_change(a->node, type, id, name, peer,
+                                    test_member_done, r);
+  if (rc)
+    test_member_done(r, rc, NULL);
+}
+
+static void on_test_members(keel_http_request *r, void *ud) {
+  struct app *a = ud;
+  if (a->stopping || !a->node) {
+    respond_json(r, 503, "{\"error\":\"stopping\"}\n");
+    return;
+  }
+  struct node_member m[RAFT_MAX_NODES];
+  size_t n = node_members(a->node, m, RAFT_MAX_NODES);
+  char body[RAFT_MAX_NODES * 400 + 64];
+  size_t off = (size_t)snprintf(body, sizeof(body), "{\"members\":[");
+  for (size_t i = 0; i < n && off < sizeof(body); i++)
+    off += (size_t)snprintf(body + off, sizeof(body) - off,
+                            "%s{\"id\":\"%016" PRIx64
+                            "\",\"name\":\"%s\",\"peer\":\"%s\","
+                            "\"learner\":%s}",
+                            i ? "," : "", m[i].id, m[i].name, m[i].peer_url,
+                            m[i].learner ? "true" : "false");
+  if (off < sizeof(body))
+    snprintf(body + off, sizeof(body) - off, "]}\n");
+  respond_json(r, 200, body);
+}
+
 /* --- stop ------------------------------------------------------------ */
 
 static void step_done(struct app *a) {
@@ -300,13 +376,11 @@ static void on_watchdog(uv_timer_t *t) {
   _exit(1);
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-  struct app *a = s->data;
+static void begin_stop(struct app *a, const char *why) {
   if (a->stopping)
     return;
   a->stopping = true;
-  keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "signal=%s",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "reason=%s", why);
   uv_timer_start(&a->watchdog, on_watchdog, WATCHDOG_MS, 0);
   uv_unref((uv_handle_t *)&a->watchdog);
   a->pending = 1 + a->n_ls + 1; /* +1 released below */
@@ -316,6 +390,15 @@ static void on_signal(uv_signal_t *s, int signum) {
       a->pending--;
   node_stop(a->node, TRANSFER_MS, on_node_stopped, a);
   step_done(a);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* A removed member stops itself (exit 0, like a stop on SIGTERM). */
+static void on_removed(void *ud) {
+  begin_stop(ud, "removed-from-cluster");
 }
 
 /* --- main ------------------------------------------------------------ */
@@ -365,6 +448,8 @@ int main(int argc, char **argv) {
   no.cfg = &a->cfg;
   no.store = a->st;
   no.apply = node_standin_put_ops(); /* until server/apply lands */
+  no.on_removed = on_removed;
+  no.removed_ud = a;
   rc = node_new(a->loop, &no, &a->node, err, sizeof(err));
   if (rc) {
     keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot start the node",
@@ -384,6 +469,10 @@ int main(int argc, char **argv) {
         keel_client_listener_route(l, "POST", "/test/put", on_test_put, a);
         keel_client_listener_route(l, "GET", "/test/get", on_test_get, a);
         keel_client_listener_route(l, "GET", "/test/status", on_test_status, a);
+        keel_client_listener_route(l, "POST", "/test/member", on_test_member,
+                                   a);
+        keel_client_listener_route(l, "GET", "/test/members", on_test_members,
+                                   a);
       }
       rc = keel_client_listener_start(l, u->host, u->port);
     }

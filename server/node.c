@@ -93,7 +93,9 @@ struct read_waiter {
 };
 
 struct conf_item {
-  size_t pos; /* in rd.committed */
+  size_t pos;  /* in rd.committed */
+  uint64_t id; /* keelstore.ConfChange.id: the proposer's waiter */
+  int rc;      /* raft_apply_conf_change's answer */
   struct raft_conf_change cc;
   bool ok;
   /* for the transport */
@@ -111,8 +113,9 @@ struct ready_job {
   bool has_hs;
   struct store_conf_state conf;
   bool has_conf;
-  struct store_meta_write meta[1];
+  struct store_meta_write meta[2];
   size_t n_meta;
+  uint8_t *members_buf; /* encoded member list (meta "members") */
   uint8_t cluster_id_be[8];
   struct conf_item *confs;
   size_t n_confs;
@@ -178,6 +181,18 @@ struct node {
   struct snap_in *in;     /* the stream being received, or NULL */
   struct snap_in *staged; /* received whole, waiting for the core */
   struct snap_in *snaps;  /* all of them, aborted ones included */
+
+  /* Members as of the applied index (store meta "members"). */
+  struct member {
+    uint64_t id;
+    char name[KEEL_CONFIG_NAME_MAX];
+    char url[KEEL_CONFIG_URL_MAX];
+    bool learner;
+  } members[RAFT_MAX_NODES];
+  size_t n_members;
+  node_removed_fn on_removed;
+  void *removed_ud;
+  bool removed;
 };
 
 /* A snapshot stream to one follower (loop thread only). */
@@ -207,6 +222,7 @@ struct snap_in {
 
 static void pump(struct node *n);
 static void kick(struct node *n);
+static void on_removed_timer(uv_timer_t *t);
 static void check_transferred(struct node *n);
 static void snap_in_free(struct node *n, struct snap_in *si);
 static void snapshot_chunk(struct node *n, const struct raft_message *m);
@@ -409,6 +425,109 @@ static bool conf_apply(uint64_t *vo, size_t *nv, uint64_t *le, size_t *nl,
   }
 }
 
+/* The member list follows the applied conf changes (names and peer URLs
+ * from the ConfChange; --initial-cluster for the bootstrap members). */
+static void members_apply(struct node *n, const struct conf_item *ci) {
+  size_t i = 0;
+  while (i < n->n_members && n->members[i].id != ci->cc.node_id)
+    i++;
+  if (ci->cc.type == RAFT_CONF_REMOVE_NODE) {
+    if (i < n->n_members)
+      n->members[i] = n->members[--n->n_members];
+    return;
+  }
+  if (i == n->n_members) {
+    if (n->n_members >= RAFT_MAX_NODES)
+      return;
+    memset(&n->members[i], 0, sizeof(n->members[i]));
+    n->members[i].id = ci->cc.node_id;
+    n->n_members++;
+  }
+  struct member *m = &n->members[i];
+  if (ci->name[0])
+    snprintf(m->name, sizeof(m->name), "%s", ci->name);
+  if (ci->url[0])
+    snprintf(m->url, sizeof(m->url), "%s", ci->url);
+  if (ci->cc.type == RAFT_CONF_ADD_LEARNER)
+    m->learner = true;
+  else if (ci->cc.type == RAFT_CONF_ADD_NODE ||
+           ci->cc.type == RAFT_CONF_PROMOTE)
+    m->learner = false;
+}
+
+/* The member list as a keelstore.SnapshotMeta holding only `members` (the
+ * wire form of a repeated keelstore.Member); malloc'd. */
+static uint8_t *members_encode(const struct node *n, size_t *len) {
+  Keelstore__Member ms[RAFT_MAX_NODES], *mp[RAFT_MAX_NODES];
+  char *urls[RAFT_MAX_NODES];
+  for (size_t i = 0; i < n->n_members; i++) {
+    keelstore__member__init(&ms[i]);
+    ms[i].id = n->members[i].id;
+    ms[i].name = (char *)n->members[i].name;
+    urls[i] = (char *)n->members[i].url;
+    if (urls[i][0]) {
+      ms[i].peer_urls = &urls[i];
+      ms[i].n_peer_urls = 1;
+    }
+    ms[i].is_learner = n->members[i].learner;
+    mp[i] = &ms[i];
+  }
+  Keelstore__SnapshotMeta sm = KEELSTORE__SNAPSHOT_META__INIT;
+  sm.members = mp;
+  sm.n_members = n->n_members;
+  *len = keelstore__snapshot_meta__get_packed_size(&sm);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (!buf)
+    abort();
+  keelstore__snapshot_meta__pack(&sm, buf);
+  return buf;
+}
+
+/* Loads the stored member list; false when there is none. */
+static bool members_load(struct node *n) {
+  size_t len = 0;
+  uint8_t small[1];
+  if (store_meta_get(n->st, "members", small, 0, &len) != 0)
+    return false;
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf || store_meta_get(n->st, "members", buf, len, &len) != 0) {
+    free(buf);
+    return false;
+  }
+  Keelstore__SnapshotMeta *sm =
+      keelstore__snapshot_meta__unpack(NULL, len, buf);
+  free(buf);
+  if (!sm)
+    return false;
+  n->n_members = 0;
+  for (size_t i = 0; i < sm->n_members && i < RAFT_MAX_NODES; i++) {
+    struct member *m = &n->members[n->n_members++];
+    memset(m, 0, sizeof(*m));
+    m->id = sm->members[i]->id;
+    snprintf(m->name, sizeof(m->name), "%s", sm->members[i]->name);
+    if (sm->members[i]->n_peer_urls)
+      snprintf(m->url, sizeof(m->url), "%s", sm->members[i]->peer_urls[0]);
+    m->learner = sm->members[i]->is_learner;
+  }
+  keelstore__snapshot_meta__free_unpacked(sm, NULL);
+  return true;
+}
+
+/* Dials the members --initial-cluster did not name (added later). */
+static void members_dial(struct node *n) {
+  for (size_t i = 0; i < n->n_members; i++) {
+    struct keel_url u;
+    char e[KEEL_CONFIG_ERR_MAX];
+    if (n->members[i].id == n->id || !n->members[i].url[0] ||
+        keel_config_parse_url(n->members[i].url, &u, e, sizeof(e)) != 0)
+      continue;
+    peer_transport_add_peer(n->pt, n->members[i].id,
+                            n->members[i].name[0] ? n->members[i].name
+                                                  : "member",
+                            u.host, u.port); /* KEEL_EEXIST: known */
+  }
+}
+
 /* Decodes the conf changes among rd.committed and computes the resulting
  * configuration into job->conf. */
 static void prepare_confs(struct node *n, struct ready_job *j) {
@@ -446,6 +565,7 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
     }
     ci->cc.type = (int)cc->type;
     ci->cc.node_id = cc->node_id;
+    ci->id = cc->id;
     snprintf(ci->name, sizeof(ci->name), "%s", cc->name ? cc->name : "");
     if (cc->n_peer_urls)
       snprintf(ci->url, sizeof(ci->url), "%s", cc->peer_urls[0]);
@@ -454,13 +574,22 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
   }
   raft_storage_conf_from_lists(vo, nv, le, nl, &j->conf);
   j->has_conf = true;
+  for (size_t i = 0; i < j->n_confs; i++)
+    if (j->confs[i].ok)
+      members_apply(n, &j->confs[i]);
+  size_t mlen = 0;
+  j->members_buf = members_encode(n, &mlen);
+  j->meta[j->n_meta].name = "members";
+  j->meta[j->n_meta].value = j->members_buf;
+  j->meta[j->n_meta].len = mlen;
+  j->n_meta++;
   if (!n->conf_saved) {
     for (int b = 0; b < 8; b++)
       j->cluster_id_be[b] = (uint8_t)(n->cluster_id >> (56 - 8 * b));
-    j->meta[0].name = "cluster-id";
-    j->meta[0].value = j->cluster_id_be;
-    j->meta[0].len = 8;
-    j->n_meta = 1;
+    j->meta[j->n_meta].name = "cluster-id";
+    j->meta[j->n_meta].value = j->cluster_id_be;
+    j->meta[j->n_meta].len = 8;
+    j->n_meta++;
   }
 }
 
@@ -469,14 +598,20 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
 static void finish_confs(struct node *n, struct ready_job *j) {
   for (size_t i = 0; i < j->n_confs; i++) {
     struct conf_item *ci = &j->confs[i];
-    if (!ci->ok)
+    if (!ci->ok) {
+      ci->rc = KEEL_EMEMBER;
       continue;
+    }
     int rc = raft_apply_conf_change(n->r, &ci->cc);
+    ci->rc = rc;
     keel_logkv(KEEL_LOG_INFO, COMP, "applied membership change",
                "type=%d member=%016llx rc=%s", ci->cc.type,
                (unsigned long long)ci->cc.node_id, keel_strerror(rc));
-    if (ci->cc.node_id == n->id)
+    if (ci->cc.node_id == n->id) {
+      if (ci->cc.type == RAFT_CONF_REMOVE_NODE && rc == 0)
+        n->removed = true;
       continue;
+    }
     if (ci->cc.type == RAFT_CONF_REMOVE_NODE) {
       peer_transport_remove_peer(n->pt, ci->cc.node_id);
     } else if (ci->cc.type == RAFT_CONF_ADD_NODE ||
@@ -491,6 +626,12 @@ static void finish_confs(struct node *n, struct ready_job *j) {
   }
   if (j->has_conf)
     n->conf_saved = true;
+  /* The proposers' waiters (ids are unique per run, decision 0771). */
+  for (size_t i = 0; i < j->n_confs; i++) {
+    struct waiter *w = j->confs[i].id ? waiter_find(n, j->confs[i].id) : NULL;
+    if (w)
+      waiter_done(n, w, j->confs[i].rc, NULL);
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -574,6 +715,7 @@ static void job_free(struct node *n, struct ready_job *j) {
     store_apply_result_free(&j->res);
   if (j->install)
     snap_in_free(n, j->install);
+  free(j->members_buf);
   free(j->sent);
   free(j->append);
   free(j->confs);
@@ -649,6 +791,8 @@ static void job_done(void *arg, int status) {
     }
     n->snap_index = rd->snapshot.index;
     n->conf_saved = true;
+    if (members_load(n)) /* the member list came with the state machine */
+      members_dial(n);
   }
   for (size_t i = 0; i < rd->n_messages; i++)
     if (!j->sent[i])
@@ -712,6 +856,13 @@ static void job_done(void *arg, int status) {
     snapshot_flush(n);
     maybe_compact(n);
     pump(n);
+  }
+  if (n->removed && n->state == N_RUNNING &&
+      !uv_is_active((uv_handle_t *)&n->stop_timer)) {
+    keel_logkv(KEEL_LOG_WARN, COMP, "this member was removed from the cluster",
+               NULL);
+    /* From a fresh callback, not from inside this completion. */
+    uv_timer_start(&n->stop_timer, on_removed_timer, 0, 0);
   }
 }
 
@@ -1185,6 +1336,26 @@ static void on_tick(uv_timer_t *t) {
 /* API                                                                 */
 /* ------------------------------------------------------------------ */
 
+static void waiter_add(struct node *n, struct waiter *w, uint64_t index,
+                       node_propose_fn cb, void *ud) {
+  kick(n);
+  w->index = index;
+  w->leader = raft_leader(n->r);
+  w->deadline = uv_now(n->loop) + n->timeout_ms;
+  w->cb = cb;
+  w->ud = ud;
+  w->prev = n->w_tail;
+  if (n->w_tail)
+    n->w_tail->next = w;
+  else
+    n->w_head = w;
+  n->w_tail = w;
+  struct waiter **b = bucket(n, w->id);
+  w->hnext = *b;
+  *b = w;
+  n->n_waiters++;
+}
+
 static size_t put_varint(uint8_t *p, uint64_t v) {
   size_t i = 0;
   while (v >= 0x80) {
@@ -1227,23 +1398,62 @@ int node_propose(struct node *n, const uint8_t *req, size_t len,
     free(w);
     return rc == KEEL_ENOTLEADER ? KEEL_ENOLEADER : rc;
   }
-  kick(n);
-  w->index = index;
-  w->leader = raft_leader(n->r);
-  w->deadline = uv_now(n->loop) + n->timeout_ms;
-  w->cb = cb;
-  w->ud = ud;
-  w->prev = n->w_tail;
-  if (n->w_tail)
-    n->w_tail->next = w;
-  else
-    n->w_head = w;
-  n->w_tail = w;
-  struct waiter **b = bucket(n, w->id);
-  w->hnext = *b;
-  *b = w;
-  n->n_waiters++;
+  waiter_add(n, w, index, cb, ud);
   return 0;
+}
+
+int node_propose_conf_change(struct node *n, int type, uint64_t node_id,
+                             const char *name, const char *peer_url,
+                             node_propose_fn cb, void *ud) {
+  if (!cb || node_id == 0 || type < RAFT_CONF_ADD_NODE ||
+      type > RAFT_CONF_UPDATE_NODE)
+    return -EINVAL;
+  if (n->state != N_RUNNING)
+    return KEEL_ESTOPPED;
+  if (raft_role(n->r) != RAFT_LEADER)
+    return KEEL_ENOTLEADER;
+  if (n->n_waiters >= n->max_waiters)
+    return KEEL_EBUSY;
+  struct waiter *w = calloc(1, sizeof(*w));
+  if (!w)
+    return -ENOMEM;
+  w->id = n->run_nonce << 32 | (++n->next_seq & 0xffffffffu);
+  Keelstore__ConfChange cc = KEELSTORE__CONF_CHANGE__INIT;
+  cc.id = w->id;
+  cc.type = (Keelstore__ConfChangeType)type;
+  cc.node_id = node_id;
+  cc.name = (char *)(name ? name : "");
+  char *url = (char *)peer_url;
+  if (url && url[0]) {
+    cc.peer_urls = &url;
+    cc.n_peer_urls = 1;
+  }
+  uint8_t buf[2 * KEEL_CONFIG_URL_MAX + 64];
+  if (keelstore__conf_change__get_packed_size(&cc) > sizeof(buf)) {
+    free(w);
+    return -EINVAL;
+  }
+  size_t len = keelstore__conf_change__pack(&cc, buf);
+  struct raft_conf_change rcc = {type, node_id};
+  uint64_t index = 0;
+  int rc = raft_propose_conf_change(n->r, &rcc, buf, len, &index);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  waiter_add(n, w, index, cb, ud);
+  return 0;
+}
+
+size_t node_members(const struct node *n, struct node_member *out, size_t cap) {
+  size_t k = 0;
+  for (size_t i = 0; i < n->n_members && k < cap; i++, k++) {
+    out[k].id = n->members[i].id;
+    out[k].name = n->members[i].name;
+    out[k].peer_url = n->members[i].url;
+    out[k].learner = n->members[i].learner;
+  }
+  return k;
 }
 
 /* A serializable read rides on the read list with index 0 (already
@@ -1315,6 +1525,8 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   n->timeout_ms = opt->request_timeout_ms ? opt->request_timeout_ms : 5000;
   n->max_req_bytes = cfg->max_request_bytes + 64; /* + the id fields */
   n->max_waiters = opt->max_waiters ? opt->max_waiters : 8192;
+  n->on_removed = opt->on_removed;
+  n->removed_ud = opt->removed_ud;
   n->max_reads = opt->max_reads ? opt->max_reads : 8192;
   n->n_buckets = 1;
   while (n->n_buckets < n->max_waiters)
@@ -1381,6 +1593,14 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
     for (size_t i = 0; i < cfg->n_members && i < RAFT_MAX_NODES; i++)
       rcfg.voters[rcfg.n_voters++] = cfg->members[i].id;
   } /* else: joining an existing cluster; not a member until added */
+  if (!members_load(n) && cfg->initial_cluster_state == KEEL_CLUSTER_NEW) {
+    for (size_t i = 0; i < cfg->n_members && i < RAFT_MAX_NODES; i++) {
+      struct member *m = &n->members[n->n_members++];
+      m->id = cfg->members[i].id;
+      snprintf(m->name, sizeof(m->name), "%s", cfg->members[i].name);
+      snprintf(m->url, sizeof(m->url), "%s", cfg->members[i].peer_url.text);
+    }
+  }
   rcfg.applied = applied;
   n->applied = applied;
   rcfg.heartbeat_tick = 1;
@@ -1439,6 +1659,7 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   rc = peer_transport_start_from_config(n->pt, cfg, err, errlen);
   if (rc)
     return rc;
+  members_dial(n);
   uv_timer_init(loop, &n->tick);
   n->tick.data = n;
   uv_check_init(loop, &n->check);
@@ -1512,6 +1733,12 @@ static void begin_close(struct node *n) {
       "term=%llu commit=%llu applied=%llu", (unsigned long long)raft_term(n->r),
       (unsigned long long)raft_committed(n->r), (unsigned long long)n->applied);
   disk_thread_close(n->dt, on_disk_closed, n);
+}
+
+static void on_removed_timer(uv_timer_t *t) {
+  struct node *n = t->data;
+  if (n->on_removed)
+    n->on_removed(n->removed_ud);
 }
 
 static void on_transfer_timeout(uv_timer_t *t) {

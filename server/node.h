@@ -61,6 +61,10 @@ struct node_apply_ops {
   void (*release)(void *ud, void *mem);
 };
 
+/* This member was removed from the cluster (its removal applied here); the
+ * program should stop (node_stop) and exit. */
+typedef void (*node_removed_fn)(void *ud);
+
 struct node_options {
   const struct keel_config *cfg; /* read during node_new() only */
   struct store *store;           /* borrowed; outlives the node */
@@ -69,6 +73,8 @@ struct node_options {
   size_t max_waiters;            /* proposals waiting; 0: 8192 */
   size_t max_reads;              /* reads waiting; 0: 8192 */
   uint64_t request_timeout_ms;   /* 0: 5000 */
+  node_removed_fn on_removed;    /* may be NULL */
+  void *removed_ud;
 };
 
 /* status: see the table above. resp is valid during the call only. */
@@ -94,6 +100,29 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
  * KEEL_ENOLEADER, KEEL_ETOOLARGE, -EINVAL. */
 int node_propose(struct node *n, const uint8_t *req, size_t len,
                  node_propose_fn cb, void *ud);
+
+/* Proposes a membership change (leader only; decision 0102: one at a time,
+ * after the leader's no-op committed). type is enum raft_conf_change_type;
+ * name and peer_url (may be NULL) go into the member list (store meta
+ * "members") and, for an added member, into the peer transport. cb gets 0
+ * once applied here, KEEL_EMEMBER if the core ignored it when applying, or
+ * the outcomes of node_propose(). Returns 0 or, with cb not called:
+ * KEEL_ENOTLEADER, KEEL_EBUSY (a change pending, or too many waiters),
+ * KEEL_EMEMBER (makes no sense for this configuration), KEEL_ESTOPPED,
+ * -EINVAL. Followers do not forward it yet. */
+int node_propose_conf_change(struct node *n, int type, uint64_t node_id,
+                             const char *name, const char *peer_url,
+                             node_propose_fn cb, void *ud);
+
+/* The member list as of the applied index: at most cap entries copied,
+ * the count returned. */
+struct node_member {
+  uint64_t id;
+  const char *name;     /* valid until the next loop turn */
+  const char *peer_url; /* "" when unknown */
+  bool learner;
+};
+size_t node_members(const struct node *n, struct node_member *out, size_t cap);
 
 /* Asks for a read point (see above). Returns 0 (cb called exactly once,
  * never from inside this call) or KEEL_ESTOPPED / KEEL_EBUSY. */
