@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# membership.sh — membership changes on three keeld processes (e2e), through
+# the TEST-ONLY endpoints: a follower refuses to propose a change (no
+# forwarding yet); the leader adds a learner (no process: learners do not
+# count, so writes still commit) and every node lists it; the learner is
+# removed; a voter is removed and stops itself with status 0; the remaining
+# two go on serving writes; the removal survives a restart of a member.
+# Every wait polls with a deadline.
+#
+# Usage: membership.sh <path to keeld>
+set -euo pipefail
+
+keeld=$1
+command -v curl >/dev/null || { echo "curl missing (scripts/install-deps.sh)"; exit 1; }
+
+HB=50
+ET=500
+tmp=$(mktemp -d)
+declare -a pids=(0 0 0 0)
+fail=0
+
+cleanup() {
+  for i in 1 2 3; do
+    if [ "${pids[$i]}" != 0 ]; then kill -9 "${pids[$i]}" 2>/dev/null || true; fi
+  done
+  wait 2>/dev/null || true
+  if [ "$fail" != 0 ]; then
+    for i in 1 2 3; do echo "--- log of n$i (last 30 lines)"; tail -30 "$tmp/n$i.log" || true; done
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+read -r -a ports < <(python3 -c '
+import socket
+s=[socket.socket() for _ in range(7)]
+for x in s: x.bind(("127.0.0.1",0))
+print(" ".join(str(x.getsockname()[1]) for x in s))
+for x in s: x.close()')
+peer() { echo "${ports[$(($1 - 1))]}"; }
+client() { echo "${ports[$(($1 + 2))]}"; }
+cluster="n1=http://127.0.0.1:$(peer 1),n2=http://127.0.0.1:$(peer 2),n3=http://127.0.0.1:$(peer 3)"
+
+start() {
+  local i=$1
+  "$keeld" --name "n$i" --data-dir "$tmp/d$i" \
+    --listen-client-urls "http://127.0.0.1:$(client "$i")" \
+    --listen-peer-urls "http://127.0.0.1:$(peer "$i")" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(peer "$i")" \
+    --initial-cluster "$cluster" --heartbeat-interval $HB \
+    --election-timeout $ET --unsafe-test-endpoints >>"$tmp/n$i.log" 2>&1 &
+  pids[$i]=$!
+}
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+now_ms() { date +%s%3N; }
+until_ok() {
+  local deadline=$(($(now_ms) + $1)); shift
+  until "$@"; do
+    [ "$(now_ms)" -lt "$deadline" ] || return 1
+    sleep 0.02
+  done
+}
+url() { echo "http://127.0.0.1:$(client "$1")$2"; }
+healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$(url "$1" /health)")" = 200 ]; }
+field() { sed -n "s/.*\"$1\":\"\\{0,1\\}\\([0-9a-z]*\\)\"\\{0,1\\}.*/\\1/p"; }
+status() { curl -s -m 2 "$(url "$1" /test/status)" || true; }
+members() { curl -s -m 2 "$(url "$1" /test/members)" || true; }
+member_op() { curl -s -m 5 -XPOST "$(url "$1" "/test/member?$2")"; }
+put() { curl -s -m 5 -XPOST "$(url "$1" "/test/put?key=$2")" --data-binary "$3"; }
+get() { curl -s -m 5 "$(url "$1" "/test/get?key=$2")"; }
+
+for i in 1 2 3; do start "$i"; done
+for i in 1 2 3; do until_ok 15000 healthy "$i" || { bad "n$i not healthy"; exit 1; }; done
+ok "3 nodes healthy"
+declare -a ids
+for i in 1 2 3; do ids[$i]=$(status "$i" | field id); done
+leader=$(status 1 | field leader)
+lnode=0
+for i in 1 2 3; do [ "${ids[$i]}" = "$leader" ] && lnode=$i; done
+followers=()
+for i in 1 2 3; do [ "$i" != "$lnode" ] && followers+=("$i"); done
+[ "$lnode" != 0 ] && ok "leader is n$lnode" || { bad "no leader"; exit 1; }
+[ "$(members "$lnode" | grep -o '"id"' | wc -l)" = 3 ] && ok "3 members listed" || bad "member list: $(members "$lnode")"
+
+# A follower does not forward membership changes (yet).
+r=$(member_op "${followers[0]}" "op=add-learner&name=n4&peer=http://127.0.0.1:$(peer 4)")
+case "$r" in *KEEL_ENOTLEADER*) ok "follower refuses a membership change: not leader" ;; *) bad "follower answered: $r" ;; esac
+
+# Add a learner (no process behind it): every node lists it, writes commit.
+r=$(member_op "$lnode" "op=add-learner&name=n4&peer=http://127.0.0.1:$(peer 4)")
+case "$r" in *'"ok"'*) ok "learner n4 added" ;; *) bad "add learner: $r" ;; esac
+listed_learner() { members "$1" | grep -q '"name":"n4","peer":"[^"]*","learner":true'; }
+for i in 1 2 3; do until_ok 5000 listed_learner "$i" && ok "n$i lists n4 as a learner" || bad "n$i does not list the learner"; done
+put "${followers[1]}" with-learner yes | grep -q revision && ok "writes commit with an absent learner" || bad "write with a learner failed"
+r=$(member_op "$lnode" "op=add-learner&name=n4&peer=http://127.0.0.1:$(peer 4)")
+case "$r" in *KEEL_EMEMBER*|*KEEL_EBUSY*) ok "adding it twice is refused ($r)" ;; *) bad "second add: $r" ;; esac
+n4=$(members "$lnode" | sed -n 's/.*"id":"\([0-9a-f]*\)","name":"n4".*/\1/p')
+r=$(member_op "$lnode" "op=remove&id=$n4")
+case "$r" in *'"ok"'*) ok "learner removed" ;; *) bad "remove learner: $r" ;; esac
+
+# Remove a voter: it applies its own removal and stops with status 0.
+victim=${followers[0]}
+r=$(member_op "$lnode" "op=remove&id=${ids[$victim]}")
+case "$r" in *'"ok"'*) ok "voter n$victim removed" ;; *) bad "remove voter: $r" ;; esac
+exited() { ! kill -0 "${pids[$victim]}" 2>/dev/null; }
+if until_ok 5000 exited; then
+  set +e; wait "${pids[$victim]}"; rc=$?; set -e
+  pids[$victim]=0
+  [ "$rc" = 0 ] && ok "the removed member stopped itself with status 0" || bad "removed member exit status $rc"
+  grep -q "removed from the cluster" "$tmp/n$victim.log" && ok "it logged its removal" || bad "no removal logged"
+else
+  bad "the removed member is still running"
+fi
+rest=("$lnode" "${followers[1]}")
+for i in "${rest[@]}"; do
+  [ "$(members "$i" | grep -o '"id"' | wc -l)" = 2 ] && ok "n$i lists 2 members" || bad "n$i members: $(members "$i")"
+done
+put "${rest[1]}" after-remove yes | grep -q revision && ok "two members commit writes" || bad "write after the removal failed"
+
+# The removal is durable: restart the surviving follower; still 2 members,
+# and the pair elects and serves.
+f=${rest[1]}
+kill -TERM "${pids[$f]}"; wait "${pids[$f]}" || true; pids[$f]=0
+start "$f"
+until_ok 15000 healthy "$f" && ok "restarted n$f healthy" || bad "restarted n$f unhealthy"
+[ "$(members "$f" | grep -o '"id"' | wc -l)" = 2 ] && ok "the member list survived the restart" || bad "after restart: $(members "$f")"
+[ "$(get "$f" after-remove)" = yes ] && ok "data survived the restart" || bad "after-remove missing"
+
+if grep -l "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp"/n*.log; then
+  bad "sanitizer report in a node log"
+fi
+exit $fail
