@@ -1505,6 +1505,59 @@ void node_status(const struct node *n, struct node_status *out) {
 /* Start                                                               */
 /* ------------------------------------------------------------------ */
 
+static int cmp_member(const void *a, const void *b) {
+  uint64_t x = (*(const struct keel_member *const *)a)->id;
+  uint64_t y = (*(const struct keel_member *const *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+/* A new cluster's log starts, as etcd's, with one committed ADD_NODE
+ * conf-change entry per --initial-cluster member (term 1, in member id
+ * order, so every node writes the same bytes): a member added later that
+ * replays the log from index 1 learns the bootstrap configuration from it
+ * (decision 0774). Written here, before the core starts, in one txn with
+ * the hard state {term 1, commit n}. */
+static int bootstrap_log(struct node *n, const struct keel_config *cfg,
+                         struct store_hard_state *hs) {
+  const struct keel_member *sorted[KEEL_CONFIG_MAX_MEMBERS];
+  size_t nm = cfg->n_members;
+  for (size_t i = 0; i < nm; i++)
+    sorted[i] = &cfg->members[i];
+  qsort(sorted, nm, sizeof(sorted[0]), cmp_member);
+  struct store_entry ents[KEEL_CONFIG_MAX_MEMBERS];
+  uint8_t *bufs[KEEL_CONFIG_MAX_MEMBERS] = {0};
+  int rc = 0;
+  for (size_t i = 0; i < nm && rc == 0; i++) {
+    Keelstore__ConfChange cc = KEELSTORE__CONF_CHANGE__INIT;
+    cc.type = KEELSTORE__CONF_CHANGE_TYPE__CONF_ADD_NODE;
+    cc.node_id = sorted[i]->id;
+    cc.name = (char *)sorted[i]->name;
+    char *url = (char *)sorted[i]->peer_url.text;
+    cc.peer_urls = &url;
+    cc.n_peer_urls = 1;
+    size_t len = keelstore__conf_change__get_packed_size(&cc);
+    bufs[i] = malloc(len ? len : 1);
+    if (!bufs[i]) {
+      rc = -ENOMEM;
+      break;
+    }
+    keelstore__conf_change__pack(&cc, bufs[i]);
+    ents[i] =
+        (struct store_entry){i + 1, 1, STORE_ENTRY_CONF_CHANGE, bufs[i], len};
+  }
+  struct store_hard_state bhs = {1, 0, nm};
+  if (rc == 0)
+    rc = store_log_append(n->st, ents, nm, &bhs);
+  for (size_t i = 0; i < nm; i++)
+    free(bufs[i]);
+  if (rc == 0) {
+    *hs = bhs;
+    keel_logkv(KEEL_LOG_INFO, COMP, "bootstrapped a new cluster", "members=%zu",
+               nm);
+  }
+  return rc;
+}
+
 int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
              char *err, size_t errlen) {
   const struct keel_config *cfg = opt->cfg;
@@ -1578,6 +1631,18 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
     free(n->buckets);
     free(n);
     return rc;
+  }
+  if (cfg->initial_cluster_state == KEEL_CLUSTER_NEW && hs.term == 0 &&
+      hs.commit == 0 && cs.n_voters == 0 && applied == 0 &&
+      store_log_last_index(n->st) == 0) {
+    rc = bootstrap_log(n, cfg, &hs);
+    if (rc) {
+      snprintf(err, errlen, "writing the bootstrap entries: %s",
+               keel_strerror(rc));
+      free(n->buckets);
+      free(n);
+      return rc;
+    }
   }
   struct raft_config rcfg = {0};
   rcfg.id = n->id;

@@ -339,6 +339,35 @@ static void test_restart_resumes_from_disk(void **state) {
   assert_int_equal(more.revision, r[9].revision + 1);
 }
 
+/* A new cluster's log starts with one ADD_NODE entry per bootstrap member
+ * (decision 0774), committed; the member list names them. */
+static void test_bootstrap_entries(void **state) {
+  struct fx *f = *state;
+  fx_start(f, 0);
+  struct store_entries e;
+  assert_int_equal(store_log_entries(f->st, 1, 2, 0, &e), 0);
+  assert_int_equal(e.n, 1);
+  assert_int_equal(e.ents[0].term, 1);
+  assert_int_equal(e.ents[0].type, STORE_ENTRY_CONF_CHANGE);
+  Keelstore__ConfChange *cc =
+      keelstore__conf_change__unpack(NULL, e.ents[0].len, e.ents[0].data);
+  assert_non_null(cc);
+  assert_int_equal(cc->type, KEELSTORE__CONF_CHANGE_TYPE__CONF_ADD_NODE);
+  assert_true(cc->node_id == f->cfg.member_id);
+  assert_string_equal(cc->name, "n1");
+  keelstore__conf_change__free_unpacked(cc, NULL);
+  store_entries_free(&e);
+  struct store_hard_state hs;
+  struct store_conf_state cs;
+  assert_int_equal(store_log_load_state(f->st, &hs, &cs), 0);
+  assert_true(hs.term >= 1);
+  assert_true(hs.commit >= 1);
+  struct node_member m[4];
+  assert_int_equal(node_members(f->n, m, 4), 1);
+  assert_true(m[0].id == f->cfg.member_id);
+  assert_false(m[0].learner);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_batch_of_puts_applies_in_order,
@@ -350,6 +379,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_restart_resumes_from_disk, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_entries, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
