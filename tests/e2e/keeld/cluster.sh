@@ -157,12 +157,14 @@ alive=()
 for i in 1 2 3; do [ "$i" != "$fnode" ] && alive+=("$i"); done
 export -f put
 export ports_str="${ports[*]}"
+t0=$(now_ms)
 seq 1 400 | xargs -P 8 -I{} bash -c '
   read -r -a ports <<<"$ports_str"
   i=$(( {} % 2 == 0 ? '"${alive[0]}"' : '"${alive[1]}"' ))
   curl -s -m 5 -XPOST "http://127.0.0.1:${ports[$((i + 2))]}/test/put?key=s{}" --data-binary "w{}"' \
   >"$tmp/bulk.out"
 n_ok=$(grep -c revision "$tmp/bulk.out" || true)
+echo "     400 writes, 8 concurrent curl clients, 2 of 3 nodes: $(($(now_ms) - t0)) ms"
 [ "$n_ok" = 400 ] && ok "400 concurrent writes with a follower down" || bad "$n_ok of 400 concurrent writes acknowledged"
 grep -q "log compacted" "$tmp/n${alive[0]}.log" && ok "the log was compacted" || bad "no log compaction logged"
 start "$fnode"
