@@ -3,7 +3,9 @@
  * Readies and come back applied with their store responses in log order; a
  * request the decoder refuses gets the decoder's error; reads; the waiter
  * bound; a stop completes every waiter (KEEL_EUNKNOWN) and the stopped
- * callback; a restart resumes from the disk with every write there.
+ * callback; a restart resumes from the disk with every write there; the
+ * bootstrap entries; without a quorum, writes and linearizable reads fail
+ * while serializable reads run.
  * (Several nodes, forwarding, kill -9 and snapshots: tests/e2e/keeld.) */
 #include <errno.h>
 #include <netinet/in.h>
@@ -36,7 +38,8 @@ struct fx {
   struct store *st;
   struct node *n;
   int stopped;
-  int port; /* kept across restarts: the member id depends on it */
+  int port;          /* kept across restarts: the member id depends on it */
+  bool absent_peers; /* two more members that never start */
 };
 
 static int free_port(void) {
@@ -52,12 +55,16 @@ static int free_port(void) {
 }
 
 static void fx_start(struct fx *f, size_t max_waiters) {
-  char peer[64], cluster[96], dd[300];
+  char peer[64], cluster[160], dd[300];
   if (!f->port)
     f->port = free_port();
   int port = f->port;
   snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", port);
-  snprintf(cluster, sizeof(cluster), "n1=%s", peer);
+  if (f->absent_peers)
+    snprintf(cluster, sizeof(cluster),
+             "n1=%s,n2=http://127.0.0.1:1,n3=http://127.0.0.1:2", peer);
+  else
+    snprintf(cluster, sizeof(cluster), "n1=%s", peer);
   snprintf(dd, sizeof(dd), "%s/data", f->dir);
   char *argv[] = {"keeld", "--name",
                   "n1",    "--data-dir",
@@ -339,6 +346,29 @@ static void test_restart_resumes_from_disk(void **state) {
   assert_int_equal(more.revision, r[9].revision + 1);
 }
 
+/* Without a quorum there is no leader: a write is refused at once
+ * (certainly not applied), a linearizable read fails from the loop with
+ * KEEL_ENOLEADER, a serializable read still runs. */
+static void test_no_leader(void **state) {
+  struct fx *f = *state;
+  f->absent_peers = true;
+  fx_start(f, 0);
+  struct result r = {0};
+  assert_int_equal(propose_put(f, "k", "v", &r), KEEL_ENOLEADER);
+  struct rd lin = {0}, ser = {0};
+  assert_int_equal(node_read(f->n, true, on_read, &lin), 0);
+  assert_int_equal(node_read(f->n, false, on_read, &ser), 0);
+  assert_int_equal(lin.calls + ser.calls, 0);
+  assert_true(loop_run_until(&f->loop, read_called, &lin, 5000));
+  assert_int_equal(lin.status, KEEL_ENOLEADER);
+  assert_true(loop_run_until(&f->loop, read_called, &ser, 5000));
+  assert_int_equal(ser.status, 0);
+  struct node_status s;
+  node_status(f->n, &s);
+  assert_int_equal(s.leader, 0);
+  assert_int_equal(r.calls, 0);
+}
+
 /* A new cluster's log starts with one ADD_NODE entry per bootstrap member
  * (decision 0774), committed; the member list names them. */
 static void test_bootstrap_entries(void **state) {
@@ -380,6 +410,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restart_resumes_from_disk, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap_entries, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_leader, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
