@@ -152,8 +152,9 @@ static bool query_param(const struct keel_http1_head *h, const char *name,
 }
 
 static void test_put_done(void *ud, int status,
-                          const struct store_response *resp) {
+                          const struct node_applied *applied) {
   keel_http_request *r = ud;
+  const struct store_response *resp = applied ? applied->resp : NULL;
   char body[256];
   if (status == 0 && resp && resp->error == 0) {
     snprintf(body, sizeof(body), "{\"revision\":%" PRId64 "}\n",
@@ -273,8 +274,8 @@ static void on_test_status(keel_http_request *r, void *ud) {
  *   &name=N&peer=URL (add, add-learner: the id is derived as every node
  *   derives it) or &id=HEX (promote, remove). */
 static void test_member_done(void *ud, int status,
-                             const struct store_response *resp) {
-  (void)resp;
+                             const struct node_applied *applied) {
+  (void)applied;
   keel_http_request *r = ud;
   char body[160];
   snprintf(body, sizeof(body), "{\"status\":\"%s\",\"code\":\"%s\"}\n",

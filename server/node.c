@@ -16,7 +16,7 @@
  *         raft_advance, invariant 5 there);
  *       - conf-change entries in rd.committed are decoded here and the
  *         resulting configuration computed, so it is saved in the same txn;
- *     [disk thread] decode committed entries (node_apply_ops), then ONE
+ *     [disk thread] the apply hook (node_apply_ops) decodes them: ONE
  *       store txn: append rd.entries + hard state + apply rd.committed +
  *       conf state (store_apply with .append), one fsync;
  *     completion: send the remaining messages, raft_apply_conf_change in
@@ -120,14 +120,9 @@ struct ready_job {
   struct conf_item *confs;
   size_t n_confs;
   /* filled on the disk thread */
-  struct store_apply_entry *apply;
-  struct store_request *reqs;
-  uint64_t *ids, *proposers;
-  int *decode_err;
-  void **mem; /* n_mem: rd is cleared by raft_advance before job_free */
-  size_t n_mem;
-  struct store_apply_result res;
-  bool applied;
+  struct store_entry *committed;
+  struct node_apply_out out;
+  bool applied; /* out is the hook's, to release */
 };
 
 struct node {
@@ -254,7 +249,7 @@ static void waiter_unlink(struct node *n, struct waiter *w) {
 }
 
 static void waiter_done(struct node *n, struct waiter *w, int status,
-                        const struct store_response *resp) {
+                        const struct node_applied *resp) {
   waiter_unlink(n, w);
   if (status == 0)
     n->stats.proposals_applied++;
@@ -662,34 +657,7 @@ static int job_work(void *arg) {
       return rc;
   }
   if (nc) {
-    j->apply = calloc(nc, sizeof(*j->apply));
-    j->reqs = calloc(nc, sizeof(*j->reqs));
-    j->ids = calloc(nc, sizeof(*j->ids));
-    j->proposers = calloc(nc, sizeof(*j->proposers));
-    j->decode_err = calloc(nc, sizeof(*j->decode_err));
-    j->mem = calloc(nc, sizeof(*j->mem));
-    j->n_mem = j->mem ? nc : 0;
-    if (!j->apply || !j->reqs || !j->ids || !j->proposers || !j->decode_err ||
-        !j->mem)
-      return -ENOMEM;
-    for (size_t i = 0; i < nc; i++) {
-      const struct raft_entry *e = &j->rd.committed[i];
-      j->apply[i].index = e->index;
-      j->apply[i].term = e->term;
-      if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
-        continue;
-      int rc = n->ops.decode(n->ops.ud, e->data, e->len, &j->reqs[i],
-                             &j->ids[i], &j->proposers[i], &j->mem[i]);
-      if (rc)
-        j->decode_err[i] = rc;
-      else
-        j->apply[i].req = &j->reqs[i];
-    }
-  }
-  if (nc || j->has_conf || j->n_meta) {
-    struct store_apply_batch b = {
-        .entries = j->apply,
-        .n = nc,
+    struct store_apply_batch extra = {
         .append = j->append,
         .n_append = j->rd.n_entries,
         .hard_state = j->has_hs ? &j->hs : NULL,
@@ -697,7 +665,7 @@ static int job_work(void *arg) {
         .meta = j->n_meta ? j->meta : NULL,
         .n_meta = j->n_meta,
     };
-    int rc = store_apply(n->st, &b, &j->res);
+    int rc = n->ops.apply(n->ops.ud, n->st, j->committed, nc, &extra, &j->out);
     if (rc == 0)
       j->applied = true;
     return rc;
@@ -707,24 +675,17 @@ static int job_work(void *arg) {
 }
 
 static void job_free(struct node *n, struct ready_job *j) {
-  if (j->mem)
-    for (size_t i = 0; i < j->n_mem; i++)
-      if (j->mem[i] && n->ops.release)
-        n->ops.release(n->ops.ud, j->mem[i]);
-  if (j->applied)
-    store_apply_result_free(&j->res);
+  if (j->applied && n->ops.release)
+    n->ops.release(n->ops.ud, &j->out);
   if (j->install)
     snap_in_free(n, j->install);
   free(j->members_buf);
   free(j->sent);
   free(j->append);
   free(j->confs);
-  free(j->apply);
-  free(j->reqs);
-  free(j->ids);
-  free(j->proposers);
-  free(j->decode_err);
-  free(j->mem);
+  free(j->committed);
+  free(j->out.ids);
+  free(j->out.proposers);
   free(j);
 }
 
@@ -804,17 +765,17 @@ static void job_done(void *arg, int status) {
   for (size_t i = 0; i < rd->n_committed; i++) {
     last = rd->committed[i].index;
     n->applied_term = rd->committed[i].term;
-    if (!j->ids || j->proposers[i] != n->id || !j->ids[i])
+    if (!j->applied || j->out.proposers[i] != n->id || !j->out.ids[i])
       continue;
-    struct waiter *w = waiter_find(n, j->ids[i]);
+    struct waiter *w = waiter_find(n, j->out.ids[i]);
     if (!w)
       continue;
-    if (j->decode_err[i])
-      waiter_done(n, w, j->decode_err[i], NULL);
-    else if (j->applied && i < j->res.n_responses)
-      waiter_done(n, w, 0, &j->res.responses[i]);
-    else
+    if (j->out.responses) {
+      struct node_applied a = {&j->out.responses[i], j->out.result, i};
+      waiter_done(n, w, 0, &a);
+    } else {
       waiter_done(n, w, KEEL_EUNKNOWN, NULL);
+    }
   }
   if (last > n->applied)
     n->applied = last;
@@ -907,6 +868,21 @@ static void pump(struct node *n) {
   j->append = calloc(rd->n_entries ? rd->n_entries : 1, sizeof(*j->append));
   if (!j->sent || !j->append)
     abort();
+  if (rd->n_committed) {
+    size_t nc = rd->n_committed;
+    j->committed = calloc(nc, sizeof(*j->committed));
+    j->out.ids = calloc(nc, sizeof(uint64_t));
+    j->out.proposers = calloc(nc, sizeof(uint64_t));
+    if (!j->committed || !j->out.ids || !j->out.proposers)
+      abort();
+    for (size_t i = 0; i < nc; i++) {
+      j->committed[i].index = rd->committed[i].index;
+      j->committed[i].term = rd->committed[i].term;
+      j->committed[i].type = (uint32_t)rd->committed[i].type;
+      j->committed[i].data = rd->committed[i].data;
+      j->committed[i].len = rd->committed[i].len;
+    }
+  }
   for (size_t i = 0; i < rd->n_entries; i++) {
     j->append[i].index = rd->entries[i].index;
     j->append[i].term = rd->entries[i].term;
@@ -1562,8 +1538,8 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
              char *err, size_t errlen) {
   const struct keel_config *cfg = opt->cfg;
   *out = NULL;
-  if (!opt->apply.decode || !opt->store) {
-    snprintf(err, errlen, "node: missing store or decode hook");
+  if (!opt->apply.apply || !opt->store) {
+    snprintf(err, errlen, "node: missing store or apply hook");
     return -EINVAL;
   }
   struct node *n = calloc(1, sizeof(*n));

@@ -13,8 +13,9 @@
  * it in the log and calls the callback once the entry was applied on this
  * node (with the store's response), or once its fate is known otherwise:
  *
- *   0                   applied; resp is the store's response for it (its
- *                       own error field may be set: a request error)
+ *   0                   applied; applied->resp is the store's response for
+ *                       it (its error field may be set: a request error,
+ *                       or the entry did not decode and was a no-op)
  *   KEEL_EDROPPED       certainly not applied (refused, or its log position
  *                       was taken by another entry)
  *   KEEL_EUNKNOWN       the leader changed (or the node stopped) before it
@@ -26,11 +27,11 @@
  * reached the read index for a linearizable one. The callback then reads the
  * store directly (store_range()...).
  *
- * Apply: committed entries are decoded by the `decode` hook (struct
- * node_apply_ops) on the disk thread into store requests and applied with
- * store_apply() in the same LMDB txn as the Ready's log append and hard
- * state. The hook is the seam to server/apply (etcd request -> store
- * request); node_standin.h holds a test stand-in that knows only puts.
+ * Apply: committed entries go to the `apply` hook (struct node_apply_ops)
+ * on the disk thread, which decodes them and applies them with ONE
+ * store_apply() together with the Ready's log append and hard state. The
+ * hook is the seam to server/apply (apply_entries()); node_standin.h holds
+ * a test stand-in that knows only puts.
  */
 #ifndef KEEL_NODE_H
 #define KEEL_NODE_H
@@ -46,19 +47,43 @@
 struct keel_config;
 struct node;
 
-/* The seam to the request codec. decode() runs on the disk thread, one call
- * per committed normal entry with data: it fills *req (pointers may point
- * into memory it returns in *mem, released by release() after the apply),
- * the entry's request id and proposer. It returns 0, or an error: the entry
- * is then applied as a no-op (every node decodes the same bytes, so every
- * node makes the same choice) and its waiter, if the id could be read,
- * gets the error. */
+/* What the apply hook produced for one batch of n committed entries. The
+ * node allocates ids/proposers (n each, zeroed); the hook fills them and
+ * points `responses` at its n store responses (a response's error carries
+ * a request error, a decode error included), and keeps whatever it needs
+ * in `result` until release(). */
+struct node_apply_out {
+  uint64_t *ids;       /* keelstore.Request.id, 0 when unknown */
+  uint64_t *proposers; /* keelstore.Request.proposer */
+  const struct store_response *responses;
+  void *result; /* the hook's own, e.g. server/apply's struct apply_result */
+};
+
+/* The seam to the request codec (server/apply.h's apply_entries() has this
+ * shape). apply() runs on the disk thread: it decodes the NORMAL entries of
+ * ents[0..n) into store requests (every other entry, and one that does not
+ * decode, is a no-op — the same on every node) and applies them with ONE
+ * store_apply() that also carries extra's append / hard_state / conf /
+ * meta (extra->entries and ->n ignored). Returns 0, or an error of the
+ * store (nothing applied) or -ENOMEM: the node then stops (never applies a
+ * batch differently from the other nodes). release() runs on the loop
+ * thread once the waiters were answered. node_standin.h holds a put-only
+ * TEST stand-in. */
 struct node_apply_ops {
   void *ud;
-  int (*decode)(void *ud, const uint8_t *data, size_t len,
-                struct store_request *req, uint64_t *id, uint64_t *proposer,
-                void **mem);
-  void (*release)(void *ud, void *mem);
+  int (*apply)(void *ud, struct store *st, const struct store_entry *ents,
+               size_t n, const struct store_apply_batch *extra,
+               struct node_apply_out *out);
+  void (*release)(void *ud, struct node_apply_out *out);
+};
+
+/* A proposal's result as the apply produced it: resp is responses[index]
+ * of `result` (so a service can encode the etcd response from the hook's
+ * own result). Valid during the callback only. */
+struct node_applied {
+  const struct store_response *resp;
+  const void *result;
+  size_t index;
 };
 
 /* This member was removed from the cluster (its removal applied here); the
@@ -68,7 +93,7 @@ typedef void (*node_removed_fn)(void *ud);
 struct node_options {
   const struct keel_config *cfg; /* read during node_new() only */
   struct store *store;           /* borrowed; outlives the node */
-  struct node_apply_ops apply;   /* decode required */
+  struct node_apply_ops apply;   /* apply required */
   uint64_t seed;                 /* PRNG seed (elections, backoff) */
   size_t max_waiters;            /* proposals waiting; 0: 8192 */
   size_t max_reads;              /* reads waiting; 0: 8192 */
@@ -77,9 +102,10 @@ struct node_options {
   void *removed_ud;
 };
 
-/* status: see the table above. resp is valid during the call only. */
+/* status: see the table above; `applied` is set when status is 0 and the
+ * entry was a write (NULL for a membership change). */
 typedef void (*node_propose_fn)(void *ud, int status,
-                                const struct store_response *resp);
+                                const struct node_applied *applied);
 /* status 0: read now. Else KEEL_ETIMEOUT, KEEL_ENOLEADER, KEEL_EBUSY,
  * KEEL_ESTOPPED. */
 typedef void (*node_read_fn)(void *ud, int status);

@@ -1,8 +1,9 @@
-/* node_standin.h — TEST STAND-IN for the request codec (server/apply, being
- * written on the codec branch): a node_apply_ops.decode that understands
- * only keelstore.Request's `put` (etcdserverpb.PutRequest key, value,
- * lease, prev_kv, ignore_value, ignore_lease). Every other request decodes
- * to -ENOTSUP (applied as a no-op, its proposer answered with the error).
+/* node_standin.h — TEST STAND-IN for the request codec (server/apply's
+ * apply_entries(), being written on the codec branch): a node_apply_ops
+ * whose apply() understands only keelstore.Request's `put`
+ * (etcdserverpb.PutRequest key, value, lease, prev_kv, ignore_value,
+ * ignore_lease). Every other request is applied as a no-op whose response
+ * error is -ENOTSUP (KEEL_EBADMSG for bytes that are no Request at all).
  * keeld uses it until the codec lands; node tests use it for good.
  */
 #ifndef KEEL_NODE_STANDIN_H
