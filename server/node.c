@@ -831,14 +831,8 @@ static void job_done(void *arg, int status) {
 static void pump(struct node *n) {
   if (n->state == N_CLOSING)
     return;
-  if (n->pending_job) {
-    if (disk_thread_submit(n->dt, job_work, job_done, n->pending_job) != 0)
-      return; /* still full: the next completion retries */
-    n->pending_job = NULL;
-  }
-  if (n->ready_out)
-    return;
-  /* Linearizable reads of this turn: one ReadIndex request for all. */
+  /* Linearizable reads of this turn: one ReadIndex request for all (the
+   * core takes it while a Ready is out). */
   if (n->reads_unasked) {
     n->reads_unasked = false;
     uint64_t ctx = ++n->next_read_ctx;
@@ -855,6 +849,13 @@ static void pump(struct node *n) {
       rw = next;
     }
   }
+  if (n->pending_job) {
+    if (disk_thread_submit(n->dt, job_work, job_done, n->pending_job) != 0)
+      return; /* still full: the next completion retries */
+    n->pending_job = NULL;
+  }
+  if (n->ready_out)
+    return;
   if (!raft_has_ready(n->r))
     return;
   struct ready_job *j = calloc(1, sizeof(*j));
