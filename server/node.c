@@ -117,6 +117,7 @@ struct ready_job {
   size_t n_meta;
   uint8_t *members_buf; /* encoded member list (meta "members") */
   uint8_t cluster_id_be[8];
+  bool saves_cluster_id;
   struct conf_item *confs;
   size_t n_confs;
   /* filled on the disk thread */
@@ -148,7 +149,8 @@ struct node {
   bool ready_out;
   uint64_t durable_term;
   uint64_t applied;
-  bool conf_saved; /* store holds a conf state and the cluster id */
+  bool conf_saved; /* store holds a conf state */
+  bool cluster_id_saved;
   struct raft_soft_state ss;
 
   struct waiter *w_head, *w_tail;
@@ -533,7 +535,8 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
   /* The first conf state and the cluster id ride on the first batch that
    * applies something (store_apply with no entries trips a memset(NULL, 0)
    * in store_kv.c under UBSan; reported to the store). */
-  if (!count && (n->conf_saved || j->rd.n_committed == 0))
+  if (!count &&
+      ((n->conf_saved && n->cluster_id_saved) || j->rd.n_committed == 0))
     return;
   uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
   size_t nv, nl;
@@ -578,13 +581,16 @@ static void prepare_confs(struct node *n, struct ready_job *j) {
   j->meta[j->n_meta].value = j->members_buf;
   j->meta[j->n_meta].len = mlen;
   j->n_meta++;
-  if (!n->conf_saved) {
+  if (!n->cluster_id && n->pt)
+    n->cluster_id = peer_transport_cluster_id(n->pt);
+  if (!n->cluster_id_saved && n->cluster_id) {
     for (int b = 0; b < 8; b++)
       j->cluster_id_be[b] = (uint8_t)(n->cluster_id >> (56 - 8 * b));
     j->meta[j->n_meta].name = "cluster-id";
     j->meta[j->n_meta].value = j->cluster_id_be;
     j->meta[j->n_meta].len = 8;
     j->n_meta++;
+    j->saves_cluster_id = true;
   }
 }
 
@@ -621,6 +627,8 @@ static void finish_confs(struct node *n, struct ready_job *j) {
   }
   if (j->has_conf)
     n->conf_saved = true;
+  if (j->saves_cluster_id)
+    n->cluster_id_saved = true;
   /* The proposers' waiters (ids are unique per run, decision 0771). */
   for (size_t i = 0; i < j->n_confs; i++) {
     struct waiter *w = j->confs[i].id ? waiter_find(n, j->confs[i].id) : NULL;
@@ -1580,7 +1588,11 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
     uint64_t stored = 0;
     for (size_t i = 0; i < 8 && i < idlen; i++)
       stored = stored << 8 | idbuf[i];
-    if (idlen != 8 || stored != n->cluster_id) {
+    if (cfg->initial_cluster_state == KEEL_CLUSTER_EXISTING && idlen == 8) {
+      /* A member that joined: its --initial-cluster need not produce the
+       * id of the cluster it joined; the store knows it. */
+      n->cluster_id = stored;
+    } else if (idlen != 8 || stored != n->cluster_id) {
       snprintf(err, errlen,
                "--data-dir %s holds cluster %016llx, but the configuration "
                "(--initial-cluster, --initial-cluster-token) makes cluster "
@@ -1591,7 +1603,11 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
       free(n);
       return KEEL_ECONFIG;
     }
-  } else if (rc != KEEL_ENOTFOUND) {
+    n->cluster_id_saved = true;
+  } else if (rc == KEEL_ENOTFOUND) {
+    if (cfg->initial_cluster_state == KEEL_CLUSTER_EXISTING)
+      n->cluster_id = 0; /* joining: learnt from the first peer (peer.h) */
+  } else {
     snprintf(err, errlen, "reading the store's cluster id: %s",
              keel_strerror(rc));
     free(n->buckets);
@@ -1630,7 +1646,7 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
     rcfg.n_voters = m.n_voters;
     memcpy(rcfg.learners, m.learners, sizeof(m.learners));
     rcfg.n_learners = m.n_learners;
-    n->conf_saved = idlen == 8;
+    n->conf_saved = true;
   } else if (cfg->initial_cluster_state == KEEL_CLUSTER_NEW) {
     for (size_t i = 0; i < cfg->n_members && i < RAFT_MAX_NODES; i++)
       rcfg.voters[rcfg.n_voters++] = cfg->members[i].id;
@@ -1689,6 +1705,7 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   }
   struct peer_transport_options po;
   peer_transport_options_from_config(cfg, &po);
+  po.cluster_id = n->cluster_id; /* the stored one, or 0 to learn it */
   po.on_frame = on_frame;
   po.ctx = n;
   po.seed = rcfg.seed ^ 0x5bd1e995;
