@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# membership.sh — membership changes on three keeld processes (e2e), through
-# the TEST-ONLY endpoints: a follower refuses to propose a change (no
+# membership.sh — membership changes on keeld processes (e2e), through the
+# TEST-ONLY endpoints: a follower refuses to propose a change (no
 # forwarding yet); the leader adds a learner (no process: learners do not
 # count, so writes still commit) and every node lists it; the learner is
-# removed; a voter is removed and stops itself with status 0; the remaining
-# two go on serving writes; the removal survives a restart of a member.
-# Every wait polls with a deadline.
+# removed; a new member n5 is added as a learner, started with
+# --initial-cluster-state existing, joins (learns the cluster id, replays
+# the log) and serves the data, is promoted to voter and survives a
+# restart; a voter is removed and stops itself with status 0; the rest go
+# on serving writes; the removal survives a restart of a member. Every wait
+# polls with a deadline.
 #
 # Usage: membership.sh <path to keeld>
 set -euo pipefail
@@ -16,16 +19,16 @@ command -v curl >/dev/null || { echo "curl missing (scripts/install-deps.sh)"; e
 HB=50
 ET=500
 tmp=$(mktemp -d)
-declare -a pids=(0 0 0 0)
+declare -a pids=(0 0 0 0 0 0)
 fail=0
 
 cleanup() {
-  for i in 1 2 3; do
+  for i in 1 2 3 5; do
     if [ "${pids[$i]}" != 0 ]; then kill -9 "${pids[$i]}" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
   if [ "$fail" != 0 ]; then
-    for i in 1 2 3; do echo "--- log of n$i (last 30 lines)"; tail -30 "$tmp/n$i.log" || true; done
+    for i in 1 2 3 5; do echo "--- log of n$i (last 30 lines)"; tail -30 "$tmp/n$i.log" || true; done
   fi
   rm -rf "$tmp"
 }
@@ -33,21 +36,26 @@ trap cleanup EXIT
 
 read -r -a ports < <(python3 -c '
 import socket
-s=[socket.socket() for _ in range(7)]
+s=[socket.socket() for _ in range(10)]
 for x in s: x.bind(("127.0.0.1",0))
 print(" ".join(str(x.getsockname()[1]) for x in s))
 for x in s: x.close()')
 peer() { echo "${ports[$(($1 - 1))]}"; }
-client() { echo "${ports[$(($1 + 2))]}"; }
+client() { echo "${ports[$(($1 + 4))]}"; }
 cluster="n1=http://127.0.0.1:$(peer 1),n2=http://127.0.0.1:$(peer 2),n3=http://127.0.0.1:$(peer 3)"
 
-start() {
-  local i=$1
+start() { # start <i> [existing]
+  local i=$1 ic=$cluster state=new
+  if [ "${2:-}" = existing ]; then
+    ic="$cluster,n$i=http://127.0.0.1:$(peer "$i")"
+    state=existing
+  fi
   "$keeld" --name "n$i" --data-dir "$tmp/d$i" \
     --listen-client-urls "http://127.0.0.1:$(client "$i")" \
     --listen-peer-urls "http://127.0.0.1:$(peer "$i")" \
     --initial-advertise-peer-urls "http://127.0.0.1:$(peer "$i")" \
-    --initial-cluster "$cluster" --heartbeat-interval $HB \
+    --initial-cluster "$ic" --initial-cluster-state $state \
+    --heartbeat-interval $HB \
     --election-timeout $ET --unsafe-test-endpoints >>"$tmp/n$i.log" 2>&1 &
   pids[$i]=$!
 }
@@ -99,6 +107,24 @@ n4=$(members "$lnode" | sed -n 's/.*"id":"\([0-9a-f]*\)","name":"n4".*/\1/p')
 r=$(member_op "$lnode" "op=remove&id=$n4")
 case "$r" in *'"ok"'*) ok "learner removed" ;; *) bad "remove learner: $r" ;; esac
 
+# A real new member: add n5 as a learner, start it with
+# --initial-cluster-state existing; it joins and catches up; promote it.
+r=$(member_op "$lnode" "op=add-learner&name=n5&peer=http://127.0.0.1:$(peer 5)")
+case "$r" in *'"ok"'*) ok "learner n5 added" ;; *) bad "add n5: $r" ;; esac
+start 5 existing
+until_ok 15000 healthy 5 && ok "n5 joined: /health 200 (linearizable read through the leader)" || bad "n5 did not become healthy"
+grep -q "learned the cluster id" "$tmp/n5.log" && ok "n5 learnt the cluster id from its peers" || bad "n5 did not learn the cluster id"
+[ "$(get 5 with-learner)" = yes ] && ok "n5 serves data written before it joined" || bad "n5 lacks the earlier write"
+n5=$(status 5 | field id)
+r=$(member_op "$lnode" "op=promote&id=$n5")
+case "$r" in *'"ok"'*) ok "n5 promoted to voter" ;; *) bad "promote n5: $r" ;; esac
+voter5() { members 5 | grep -q '"name":"n5","peer":"[^"]*","learner":false'; }
+until_ok 5000 voter5 && ok "n5 lists itself as a voter" || bad "n5 is not a voter: $(members 5)"
+put 5 via-n5 yes | grep -q revision && ok "write through n5 (forwarded to the leader)" || bad "write through n5 failed"
+kill -TERM "${pids[5]}"; wait "${pids[5]}" || true; pids[5]=0
+start 5 existing
+until_ok 15000 healthy 5 && ok "n5 restarts with its stored cluster id" || bad "n5 unhealthy after a restart"
+
 # Remove a voter: it applies its own removal and stops with status 0.
 victim=${followers[0]}
 r=$(member_op "$lnode" "op=remove&id=${ids[$victim]}")
@@ -112,19 +138,19 @@ if until_ok 5000 exited; then
 else
   bad "the removed member is still running"
 fi
-rest=("$lnode" "${followers[1]}")
+rest=("$lnode" "${followers[1]}" 5)
 for i in "${rest[@]}"; do
-  [ "$(members "$i" | grep -o '"id"' | wc -l)" = 2 ] && ok "n$i lists 2 members" || bad "n$i members: $(members "$i")"
+  [ "$(members "$i" | grep -o '"id"' | wc -l)" = 3 ] && ok "n$i lists 3 members" || bad "n$i members: $(members "$i")"
 done
-put "${rest[1]}" after-remove yes | grep -q revision && ok "two members commit writes" || bad "write after the removal failed"
+put "${rest[1]}" after-remove yes | grep -q revision && ok "the three members commit writes" || bad "write after the removal failed"
 
-# The removal is durable: restart the surviving follower; still 2 members,
-# and the pair elects and serves.
+# The removal is durable: restart a surviving follower; still 3 members,
+# and the cluster elects and serves.
 f=${rest[1]}
 kill -TERM "${pids[$f]}"; wait "${pids[$f]}" || true; pids[$f]=0
 start "$f"
 until_ok 15000 healthy "$f" && ok "restarted n$f healthy" || bad "restarted n$f unhealthy"
-[ "$(members "$f" | grep -o '"id"' | wc -l)" = 2 ] && ok "the member list survived the restart" || bad "after restart: $(members "$f")"
+[ "$(members "$f" | grep -o '"id"' | wc -l)" = 3 ] && ok "the member list survived the restart" || bad "after restart: $(members "$f")"
 [ "$(get "$f" after-remove)" = yes ] && ok "data survived the restart" || bad "after-remove missing"
 
 if grep -l "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp"/n*.log; then
