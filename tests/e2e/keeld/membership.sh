@@ -6,7 +6,8 @@
 # removed; a new member n5 is added as a learner, started with
 # --initial-cluster-state existing, joins (learns the cluster id, replays
 # the log) and serves the data, is promoted to voter and survives a
-# restart; a voter is removed and stops itself with status 0; the rest go
+# restart; after the log was compacted (--snapshot-count 20) n6 joins the
+# same way but catches up by snapshot; a voter is removed and stops itself with status 0; the rest go
 # on serving writes; the removal survives a restart of a member. Every wait
 # polls with a deadline.
 #
@@ -19,16 +20,16 @@ command -v curl >/dev/null || { echo "curl missing (scripts/install-deps.sh)"; e
 HB=50
 ET=500
 tmp=$(mktemp -d)
-declare -a pids=(0 0 0 0 0 0)
+declare -a pids=(0 0 0 0 0 0 0)
 fail=0
 
 cleanup() {
-  for i in 1 2 3 5; do
+  for i in 1 2 3 5 6; do
     if [ "${pids[$i]}" != 0 ]; then kill -9 "${pids[$i]}" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
   if [ "$fail" != 0 ]; then
-    for i in 1 2 3 5; do echo "--- log of n$i (last 30 lines)"; tail -30 "$tmp/n$i.log" || true; done
+    for i in 1 2 3 5 6; do echo "--- log of n$i (last 30 lines)"; tail -30 "$tmp/n$i.log" || true; done
   fi
   rm -rf "$tmp"
 }
@@ -36,12 +37,12 @@ trap cleanup EXIT
 
 read -r -a ports < <(python3 -c '
 import socket
-s=[socket.socket() for _ in range(10)]
+s=[socket.socket() for _ in range(12)]
 for x in s: x.bind(("127.0.0.1",0))
 print(" ".join(str(x.getsockname()[1]) for x in s))
 for x in s: x.close()')
 peer() { echo "${ports[$(($1 - 1))]}"; }
-client() { echo "${ports[$(($1 + 4))]}"; }
+client() { echo "${ports[$(($1 + 5))]}"; }
 cluster="n1=http://127.0.0.1:$(peer 1),n2=http://127.0.0.1:$(peer 2),n3=http://127.0.0.1:$(peer 3)"
 
 start() { # start <i> [existing]
@@ -55,7 +56,7 @@ start() { # start <i> [existing]
     --listen-peer-urls "http://127.0.0.1:$(peer "$i")" \
     --initial-advertise-peer-urls "http://127.0.0.1:$(peer "$i")" \
     --initial-cluster "$ic" --initial-cluster-state $state \
-    --heartbeat-interval $HB \
+    --heartbeat-interval $HB --snapshot-count 20 \
     --election-timeout $ET --unsafe-test-endpoints >>"$tmp/n$i.log" 2>&1 &
   pids[$i]=$!
 }
@@ -114,6 +115,8 @@ case "$r" in *'"ok"'*) ok "learner n5 added" ;; *) bad "add n5: $r" ;; esac
 start 5 existing
 until_ok 15000 healthy 5 && ok "n5 joined: /health 200 (linearizable read through the leader)" || bad "n5 did not become healthy"
 grep -q "learned the cluster id" "$tmp/n5.log" && ok "n5 learnt the cluster id from its peers" || bad "n5 did not learn the cluster id"
+! grep -q "installed snapshot" "$tmp/n5.log" && grep -q "applied membership change.*type=0" "$tmp/n5.log" &&
+  ok "n5 replayed the log from index 1 (bootstrap entries, no snapshot)" || bad "n5 did not replay the log"
 [ "$(get 5 with-learner)" = yes ] && ok "n5 serves data written before it joined" || bad "n5 lacks the earlier write"
 n5=$(status 5 | field id)
 r=$(member_op "$lnode" "op=promote&id=$n5")
@@ -124,6 +127,22 @@ put 5 via-n5 yes | grep -q revision && ok "write through n5 (forwarded to the le
 kill -TERM "${pids[5]}"; wait "${pids[5]}" || true; pids[5]=0
 start 5 existing
 until_ok 15000 healthy 5 && ok "n5 restarts with its stored cluster id" || bad "n5 unhealthy after a restart"
+
+# After 40 more writes the log is compacted past its start: n6 joins by
+# snapshot (the configuration and the member list come with it).
+for k in $(seq 1 40); do put "$lnode" "c$k" "x$k" >/dev/null; done
+until_ok 5000 grep -q "log compacted" "$tmp/n$lnode.log" && ok "the leader compacted its log" || bad "no compaction at the leader"
+r=$(member_op "$lnode" "op=add-learner&name=n6&peer=http://127.0.0.1:$(peer 6)")
+case "$r" in *'"ok"'*) ok "learner n6 added" ;; *) bad "add n6: $r" ;; esac
+start 6 existing
+until_ok 15000 healthy 6 && ok "n6 joined: /health 200" || bad "n6 did not become healthy"
+grep -q "installed snapshot" "$tmp/n6.log" && ok "n6 caught up by snapshot" || bad "n6 did not install a snapshot"
+[ "$(get 6 c40)" = x40 ] && [ "$(get 6 with-learner)" = yes ] && ok "n6 serves the data" || bad "n6 lacks data"
+[ "$(members 6 | grep -o '"id"' | wc -l)" = 5 ] && ok "n6 lists the 5 members (came with the snapshot)" || bad "n6 members: $(members 6)"
+r=$(member_op "$lnode" "op=remove&id=$(status 6 | field id)")
+case "$r" in *'"ok"'*) ok "learner n6 removed again" ;; *) bad "remove n6: $r" ;; esac
+exited6() { ! kill -0 "${pids[6]}" 2>/dev/null; }
+until_ok 5000 exited6 && { wait "${pids[6]}" || true; pids[6]=0; ok "n6 stopped itself"; } || bad "n6 still running"
 
 # Remove a voter: it applies its own removal and stops with status 0.
 victim=${followers[0]}
