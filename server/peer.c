@@ -430,7 +430,13 @@ static struct peer *check_hello(struct conn *c, const Keelraft__Hello *h,
                h->protocol_version, PEER_PROTOCOL_VERSION);
     return NULL;
   }
-  if (h->cluster_id != t->opt.cluster_id || strcmp(token, t->token) != 0) {
+  /* Cluster id 0 is a member joining an existing cluster (started with
+   * --initial-cluster-state existing and an empty store): it does not know
+   * the id yet and learns it from the first Hello it accepts (below). The
+   * token and the member checks still apply. */
+  bool they_join = h->cluster_id == 0, we_join = t->opt.cluster_id == 0;
+  if ((!they_join && !we_join && h->cluster_id != t->opt.cluster_id) ||
+      strcmp(token, t->token) != 0) {
     keel_logkv(KEEL_LOG_ERROR, "peer",
                "refused peer: it belongs to another cluster",
                "direction=%s their_name=%.64s their_cluster_id=%016llx "
@@ -451,7 +457,17 @@ static struct peer *check_hello(struct conn *c, const Keelraft__Hello *h,
                expect ? expect->name : (p ? p->name : "a configured member"));
     return NULL;
   }
+  if (we_join && !they_join) {
+    t->opt.cluster_id = h->cluster_id;
+    keel_logkv(KEEL_LOG_INFO, "peer", "joined: learned the cluster id",
+               "cluster_id=%016llx from=%.64s",
+               (unsigned long long)h->cluster_id, name);
+  }
   return p;
+}
+
+uint64_t peer_transport_cluster_id(const struct peer_transport *t) {
+  return t->opt.cluster_id;
 }
 
 static void deliver(struct conn *c, const uint8_t *body, size_t len) {

@@ -83,6 +83,9 @@ typedef void (*peer_stream_done_fn)(void *ud, int status);
 typedef void (*peer_closed_fn)(void *ctx);
 
 struct peer_transport_options {
+  /* 0: joining an existing cluster whose id is not known yet; the first
+   * accepted Hello (token and member checked) tells it, and peers accept
+   * a Hello with cluster id 0 from a member they know. */
   uint64_t cluster_id;
   const char *cluster_token; /* copied */
   uint64_t member_id;        /* this node */
@@ -187,6 +190,10 @@ void peer_transport_options_from_config(const struct keel_config *cfg,
 int peer_transport_start_from_config(struct peer_transport *t,
                                      const struct keel_config *cfg, char *err,
                                      size_t errlen);
+
+/* The cluster id: the configured one, or the one learnt from the first
+ * accepted Hello when started with 0 (0 until then). */
+uint64_t peer_transport_cluster_id(const struct peer_transport *t);
 
 /* Errors: KEEL_ENOTFOUND. */
 int peer_transport_peer_stats(const struct peer_transport *t, uint64_t id,
