@@ -3,12 +3,13 @@
 # the raft message codec; and the keeld program.
 add_library(keel_server_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/node.c
+  ${CMAKE_CURRENT_LIST_DIR}/node_apply.c
   ${CMAKE_CURRENT_LIST_DIR}/node_standin.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_codec.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_storage_lmdb.c)
 target_include_directories(keel_server_core PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(keel_server_core PUBLIC keel_server_node keel_raft
-                      keel_store keel_proto_peer keel_common)
+                      keel_store keel_server_apply keel_proto_peer keel_common)
 
 add_executable(keeld ${CMAKE_CURRENT_LIST_DIR}/keeld.c)
 target_link_libraries(keeld PRIVATE keel_server_core keel_server_net)

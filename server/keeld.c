@@ -46,7 +46,8 @@
 #include "keel_error.h"
 #include "keel_log.h"
 #include "node.h"
-#include "node_standin.h"
+#include "node_apply.h"
+#include "node_standin.h" /* node_standin_encode_put: test endpoints */
 #include "raft.h"
 #include "store.h"
 
@@ -448,7 +449,7 @@ int main(int argc, char **argv) {
   struct node_options no = {0};
   no.cfg = &a->cfg;
   no.store = a->st;
-  no.apply = node_standin_put_ops(); /* until server/apply lands */
+  no.apply = node_apply_codec_ops();
   no.on_removed = on_removed;
   no.removed_ud = a;
   rc = node_new(a->loop, &no, &a->node, err, sizeof(err));
