@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  gcc make cmake pkg-config clang clang-format git
+  gcc make cmake pkg-config clang clang-format git curl python3
   # libraries (DESIGN.md: the chosen dependencies)
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
   libyaml-dev libnghttp2-dev libjansson-dev libssl-dev libcmocka-dev
