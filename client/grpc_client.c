@@ -15,6 +15,12 @@
  *     un-consumed, so the server's window bounds it.
  *   - Bytes leave through the transport ops (write/flush/pending); TLS will
  *     be another implementation of them.
+ *   - A call's delivery is decided with its status from HTTP/2 events only:
+ *     ANSWERED when the server ended the stream, REFUSED on REFUSED_STREAM
+ *     (RST_STREAM, or nghttp2 closing streams above a GOAWAY's
+ *     last-stream-id) for a request that was written, else MAYBE_PROCESSED
+ *     if a byte of its first HEADERS/DATA frame reached uv_write
+ *     (ch->handed > call->req_mark), else NOT_SENT. Never from texts.
  */
 #include "grpc_client.h"
 
@@ -66,6 +72,11 @@ struct keel_grpc_channel {
   size_t n_calls;
   char *out;
   size_t out_len, out_cap, inflight;
+  /* Delivery bookkeeping: bytes nghttp2 produced so far, and bytes handed
+   * to the socket (uv_write) so far. Output leaves in order and every
+   * flush hands over all of it, so a frame produced when `produced` was M
+   * reached the socket iff handed > M. */
+  uint64_t produced, handed;
   char authority[80];
   char read_buf[64 * 1024];
 };
@@ -85,7 +96,10 @@ struct keel_grpc_client_call {
   int reported;
   int code;
   char *message;
-  int have_status; /* grpc-status seen in headers/trailers */
+  int have_status;                  /* grpc-status seen in headers/trailers */
+  enum keel_grpc_delivery delivery; /* decided with the status */
+  int req_out;       /* a HEADERS/DATA frame of the request was produced */
+  uint64_t req_mark; /* ch->produced when it was */
   int http_status;
   int timer_inited;
   uv_timer_t timer;
@@ -202,29 +216,48 @@ static void tcp_flush(keel_grpc_channel *ch) {
   ch->out_len = ch->out_cap = 0;
   ch->inflight += w->len;
   uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  size_t len = w->len;
   int rc = uv_write(&w->req, (uv_stream_t *)&ch->tcp, &b, 1, on_write_done);
   if (rc < 0) {
     ch->inflight -= w->len;
     free(w->data);
     free(w);
     ch_fail(ch, rc, uv_strerror(rc));
+    return;
   }
+  ch->handed += len;
 }
 
 static const struct cli_io_ops tcp_ops = {tcp_write, tcp_flush, tcp_pending};
 
 /* ---- call endings ----------------------------------------------------- */
 
-/* Decides the call's status (first decision wins) and queues the report.
- * An abort (cancel, deadline, connection loss, bad input) drops input not
- * yet delivered; a status from the server is reported after it. */
+/* Did any byte of the request reach the socket? (See ch->handed.) */
+static int call_on_wire(const keel_grpc_client_call *call) {
+  return call->req_out && call->ch->handed > call->req_mark;
+}
+
+/* The delivery of a call ended here, not by a server status: never
+ * written = NOT_SENT, else MAYBE_PROCESSED. (Streams a GOAWAY puts above
+ * its last-stream-id never get here: nghttp2 closes them on receipt with
+ * REFUSED_STREAM, see on_stream_close.) */
+static enum keel_grpc_delivery
+call_local_delivery(const keel_grpc_client_call *call) {
+  return call_on_wire(call) ? KEEL_GRPC_MAYBE_PROCESSED : KEEL_GRPC_NOT_SENT;
+}
+
+/* Decides the call's status and delivery (first decision wins) and queues
+ * the report. An abort (cancel, deadline, connection loss, bad input)
+ * drops input not yet delivered; a status from the server is reported
+ * after it. */
 static void call_end_as(keel_grpc_client_call *call, int code, const char *msg,
-                        int aborted) {
+                        int aborted, enum keel_grpc_delivery delivery) {
   if (call->ended)
     return;
   call->ended = 1;
   call->aborted = aborted;
   call->code = code;
+  call->delivery = delivery;
   free(call->message);
   call->message = strdup(msg ? msg : "");
   if (call->timer_inited)
@@ -232,7 +265,7 @@ static void call_end_as(keel_grpc_client_call *call, int code, const char *msg,
 }
 
 static void call_end(keel_grpc_client_call *call, int code, const char *msg) {
-  call_end_as(call, code, msg, 1);
+  call_end_as(call, code, msg, 1, call_local_delivery(call));
 }
 
 static void call_free_now(keel_grpc_client_call *call) {
@@ -436,14 +469,14 @@ static void end_from_status(keel_grpc_client_call *call) {
   if (call->have_status) {
     char *m = call->message;
     call->message = NULL;
-    call_end_as(call, call->code, m, 0);
+    call_end_as(call, call->code, m, 0, KEEL_GRPC_ANSWERED);
     free(m);
     return;
   }
   char m[96];
   snprintf(m, sizeof(m), "unexpected HTTP status code received from server: %d",
            call->http_status);
-  call_end(call, http_to_grpc(call->http_status), m);
+  call_end_as(call, http_to_grpc(call->http_status), m, 1, KEEL_GRPC_ANSWERED);
 }
 
 #define KEEPALIVE_PING "keelping"
@@ -467,8 +500,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
     return 0;
   if (buf_size(&call->held) == 0 && !keel_grpc_decoder_idle(&call->dec) &&
       call->code == KEEL_GRPC_OK) {
-    call_end(call, KEEL_GRPC_INTERNAL,
-             "grpc: server ended the stream inside a message");
+    /* The server ended the stream: its (broken) answer. */
+    call_end_as(call, KEEL_GRPC_INTERNAL,
+                "grpc: server ended the stream inside a message", 1,
+                KEEL_GRPC_ANSWERED);
     return 0;
   }
   end_from_status(call);
@@ -487,8 +522,13 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id,
     char m[128];
     int code;
     if (error_code == NGHTTP2_REFUSED_STREAM) {
-      code = KEEL_GRPC_UNAVAILABLE;
+      /* RST_STREAM(REFUSED_STREAM) from the server, or nghttp2 closing a
+       * stream above a GOAWAY's last-stream-id: not processed (RFC 9113
+       * 8.7). A stream never written is plainly NOT_SENT. */
       snprintf(m, sizeof(m), "stream refused by the server (going away)");
+      call_end_as(call, KEEL_GRPC_UNAVAILABLE, m, 1,
+                  call_on_wire(call) ? KEEL_GRPC_REFUSED : KEEL_GRPC_NOT_SENT);
+      return 0;
     } else if (error_code == NGHTTP2_CANCEL) {
       code = KEEL_GRPC_CANCELLED;
       snprintf(m, sizeof(m), "stream canceled by the server");
@@ -498,6 +538,23 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id,
                nghttp2_http2_strerror(error_code));
     }
     call_end(call, code, m);
+  }
+  return 0;
+}
+
+/* Marks a call's request as produced by its first HEADERS or DATA frame;
+ * nghttp2 calls this before mem_send returns that frame's bytes, so the
+ * bytes start at or after ch->produced. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame,
+                         void *ud) {
+  keel_grpc_channel *ch = ud;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+    return 0;
+  keel_grpc_client_call *call =
+      nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+  if (call != NULL && !call->req_out) {
+    call->req_out = 1;
+    call->req_mark = ch->produced;
   }
   return 0;
 }
@@ -565,6 +622,7 @@ static void ch_flush(keel_grpc_channel *ch) {
         ch_fail(ch, -ENOMEM, "out of memory");
         return;
       }
+      ch->produced += (uint64_t)n;
     }
     ch->io->flush(ch);
     ch->busy = 0;
@@ -772,6 +830,7 @@ int keel_grpc_channel_new(uv_loop_t *loop, const char *host, int port,
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
     free(ch);
@@ -981,6 +1040,11 @@ void keel_grpc_client_cancel(keel_grpc_client_call *call) {
   ch_report(ch);
 }
 
+enum keel_grpc_delivery
+keel_grpc_client_delivery(const keel_grpc_client_call *call) {
+  return call->delivery;
+}
+
 void keel_grpc_client_pause(keel_grpc_client_call *call) {
   call->paused = 1;
 }
@@ -1034,22 +1098,23 @@ static void unary_msg(keel_grpc_client_call *call, const uint8_t *msg,
 
 static void unary_status(keel_grpc_client_call *call, int code,
                          const char *message, void *ud) {
-  (void)call;
   struct unary_ctx *u = ud;
+  enum keel_grpc_delivery d = keel_grpc_client_delivery(call);
   if (code == KEEL_GRPC_OK && u->n != 1)
-    u->cb(KEEL_GRPC_INTERNAL, "grpc: server sent no response message", NULL, 0,
-          u->ud);
+    u->cb(KEEL_GRPC_INTERNAL, "grpc: server sent no response message", d, NULL,
+          0, u->ud);
   else if (code == KEEL_GRPC_OK)
-    u->cb(code, message, u->resp, u->resp_len, u->ud);
+    u->cb(code, message, d, u->resp, u->resp_len, u->ud);
   else
-    u->cb(code, message, NULL, 0, u->ud);
+    u->cb(code, message, d, NULL, 0, u->ud);
   free(u->resp);
   free(u);
 }
 
 int keel_grpc_client_unary(keel_grpc_channel *ch, const char *method,
                            const void *req, size_t req_len, uint64_t timeout_ms,
-                           keel_grpc_unary_cb cb, void *ud) {
+                           const char *const *metadata, keel_grpc_unary_cb cb,
+                           void *ud) {
   struct unary_ctx *u = calloc(1, sizeof(*u));
   if (u == NULL)
     return -ENOMEM;
@@ -1058,7 +1123,8 @@ int keel_grpc_client_unary(keel_grpc_channel *ch, const char *method,
   static const struct keel_grpc_client_callbacks cbs = {unary_msg, unary_status,
                                                         NULL};
   keel_grpc_client_call *call;
-  int rc = keel_grpc_client_start(ch, method, timeout_ms, NULL, &cbs, u, &call);
+  int rc =
+      keel_grpc_client_start(ch, method, timeout_ms, metadata, &cbs, u, &call);
   if (rc != 0) {
     free(u);
     return rc;

@@ -17,6 +17,9 @@
  *   After on_status returns, the call is freed: do not touch it.
  *   keel_grpc_client_cancel ends it early (on_status(CANCELLED)); a
  *   deadline ends it with DEADLINE_EXCEEDED.
+ *   During on_status, keel_grpc_client_delivery() tells how far the request
+ *   got (sent? refused? answered?), decided from HTTP/2 events, never from
+ *   the message text: that is what a retry decision may rely on.
  *
  * Bounds: inbound message size (max_recv_msg_bytes, RESOURCE_EXHAUSTED past
  * it with grpc-go's wording), outbound message size, per-call send buffer,
@@ -78,6 +81,28 @@ int keel_grpc_channel_error(const keel_grpc_channel *ch);
 void keel_grpc_channel_close(keel_grpc_channel *ch, void (*cb)(void *ud),
                              void *ud);
 
+/* How far a call's request got, decided with its status.
+ *   NOT_SENT: no byte of the request (HEADERS or DATA) reached the socket:
+ *     the connection never came up, the call was cancelled, timed out or
+ *     its channel closed before it was written, or nghttp2 refused to open
+ *     the stream. Certainly not processed.
+ *   REFUSED: written, but the server declared it unprocessed: RST_STREAM
+ *     with REFUSED_STREAM, or a GOAWAY whose last-stream-id is below the
+ *     call's stream (RFC 9113 8.7). Certainly not processed.
+ *   MAYBE_PROCESSED: written, then the call ended without a status from
+ *     the server (connection lost, keepalive or deadline expiry, local
+ *     cancel, RST_STREAM other than REFUSED_STREAM, a bad or oversized
+ *     response message). The server may have processed it.
+ *   ANSWERED: the server ended the stream with a status (grpc-status, or
+ *     an HTTP status without one, or END_STREAM inside a message): its
+ *     answer; code and message are the server's (or derived from its). */
+enum keel_grpc_delivery {
+  KEEL_GRPC_NOT_SENT = 0,
+  KEEL_GRPC_REFUSED = 1,
+  KEEL_GRPC_MAYBE_PROCESSED = 2,
+  KEEL_GRPC_ANSWERED = 3,
+};
+
 struct keel_grpc_client_callbacks {
   /* Each response message; bytes valid during the call only. */
   void (*on_message)(keel_grpc_client_call *call, const uint8_t *msg,
@@ -118,19 +143,29 @@ int keel_grpc_client_close_send(keel_grpc_client_call *call);
  * callback returns. Either way the call must not be used afterwards. */
 void keel_grpc_client_cancel(keel_grpc_client_call *call);
 
+/* The call's delivery (above). Valid only inside its on_status. */
+enum keel_grpc_delivery
+keel_grpc_client_delivery(const keel_grpc_client_call *call);
+
 /* Stop / restart delivering messages. While paused, input is held and not
  * acknowledged to the server's flow-control window. Resume delivers what
  * was held (and, if the stream ended meanwhile, the status). */
 void keel_grpc_client_pause(keel_grpc_client_call *call);
 void keel_grpc_client_resume(keel_grpc_client_call *call);
 
-/* Convenience: a unary call. cb gets the status and, when code is OK, the
- * one response message (bytes valid during cb only). */
+/* Convenience: a unary call. metadata as for keel_grpc_client_start
+ * (e.g. {"hasleader", "true", NULL}). cb gets the status, the delivery
+ * and, when code is OK, the one response message (bytes valid during cb
+ * only). Returns as keel_grpc_client_start; once it returned 0, cb is
+ * called exactly once (a request that cannot be queued ends the call with
+ * RESOURCE_EXHAUSTED or INTERNAL through cb). */
 typedef void (*keel_grpc_unary_cb)(int code, const char *message,
+                                   enum keel_grpc_delivery delivery,
                                    const uint8_t *resp, size_t resp_len,
                                    void *ud);
 int keel_grpc_client_unary(keel_grpc_channel *ch, const char *method,
                            const void *req, size_t req_len, uint64_t timeout_ms,
-                           keel_grpc_unary_cb cb, void *ud);
+                           const char *const *metadata, keel_grpc_unary_cb cb,
+                           void *ud);
 
 #endif

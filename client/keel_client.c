@@ -356,7 +356,7 @@ static void attempt(struct op *op);
  * straight from a timer or from keel_X: by then the loop has read any
  * EOF/RST already waiting on an idle connection, so a request is not
  * written into a connection whose server is known dead — it goes to a new
- * connection, fails "connection failed" (certainly not applied) and fails
+ * connection, fails before anything was sent (certainly not applied) and fails
  * over, instead of ending "outcome unknown". The idle handle keeps that
  * poll from blocking. */
 static void sq_idle_cb(uv_idle_t *h) {
@@ -427,7 +427,8 @@ static void attempt_failed(struct op *op, struct keel_class cl) {
   uv_timer_start(&op->timer, on_retry_timer, delay, 0);
 }
 
-static void on_unary(int code, const char *message, const uint8_t *resp,
+static void on_unary(int code, const char *message,
+                     enum keel_grpc_delivery delivery, const uint8_t *resp,
                      size_t len, void *ud) {
   struct op *op = ud;
   keel_client *c = op->c;
@@ -446,18 +447,18 @@ static void on_unary(int code, const char *message, const uint8_t *resp,
     finish(op, 0, r);
     return;
   }
-  struct keel_class cl = keel_classify(code, message);
+  struct keel_class cl = keel_classify(code, message, delivery);
   if (code == KEEL_GRPC_DEADLINE_EXCEEDED && keel__now(c) < op->deadline) {
     /* Only the attempt's own time ran out (a safe request): the endpoint
-     * is slow or stuck (e.g. forwarding to a leader that is gone); the
-     * request may have been applied, so only safe ones get here. */
-    cl.outcome = KEEL_OUTCOME_MAYBE;
+     * is slow or stuck (e.g. forwarding to a leader that is gone, or a
+     * connect that hangs); applied or not as far as it got. */
+    cl.outcome = keel_delivery_outcome(delivery);
     cl.endpoint_failure = 1;
   }
   if (code == KEEL_GRPC_CANCELLED && !c->closing) {
-    /* Channel closed under us (endpoint list refreshed): maybe sent. */
+    /* Channel closed under us (endpoint list refreshed). */
     cl.err = KEEL_EUNAVAILABLE;
-    cl.outcome = KEEL_OUTCOME_MAYBE;
+    cl.outcome = keel_delivery_outcome(delivery);
   }
   attempt_failed(op, cl);
 }
@@ -484,7 +485,7 @@ static void u_on_message(keel_grpc_client_call *call, const uint8_t *msg,
 static void u_on_status(keel_grpc_client_call *call, int code,
                         const char *message, void *ud) {
   struct op *op = ud;
-  (void)call;
+  enum keel_grpc_delivery delivery = keel_grpc_client_delivery(call);
   uint8_t *resp = op->resp;
   size_t len = op->resp_len;
   int count = op->resp_count;
@@ -499,7 +500,7 @@ static void u_on_status(keel_grpc_client_call *call, int code,
       message = "out of memory for the response";
     }
   }
-  on_unary(code, message, resp, len, op);
+  on_unary(code, message, delivery, resp, len, op);
   free(resp);
 }
 

@@ -94,12 +94,38 @@ static int has(const char *m, const char *s) {
   return strstr(m, s) != NULL;
 }
 
-struct keel_class keel_classify(int code, const char *m) {
+/* A call that ended without the server's status: only the delivery the
+ * transport observed says whether it may have been applied; its message
+ * is for people and is not looked at. */
+static struct keel_class classify_transport(int code,
+                                            enum keel_grpc_delivery d) {
+  struct keel_class c = {0, KEEL_OUTCOME_FINAL, 0};
+  if (code == KEEL_GRPC_CANCELLED) {
+    c.err = KEEL_ECANCELED; /* the caller's (or the client's) decision */
+  } else if (code == KEEL_GRPC_DEADLINE_EXCEEDED) {
+    c.err = KEEL_ETIMEOUT;
+  } else if (code == KEEL_GRPC_RESOURCE_EXHAUSTED) {
+    c.err = KEEL_ELIMIT; /* a local size limit, not the endpoint's fault */
+  } else {
+    /* Connection failed or lost, stream refused or reset, a response
+     * that broke the protocol: the endpoint's failure. */
+    c.err = code == KEEL_GRPC_UNAVAILABLE ? KEEL_EUNAVAILABLE : -EIO;
+    c.endpoint_failure = 1;
+    c.outcome = keel_delivery_outcome(d);
+  }
+  return c;
+}
+
+struct keel_class keel_classify(int code, const char *m,
+                                enum keel_grpc_delivery delivery) {
   struct keel_class c = {0, KEEL_OUTCOME_FINAL, 0};
   if (m == NULL)
     m = "";
   if (code == KEEL_GRPC_OK)
     return c;
+  if (delivery != KEEL_GRPC_ANSWERED)
+    return classify_transport(code, delivery);
+  /* The server's answer. */
   /* etcd's own errors first: their text is stable (rpctypes). */
   if (has(m, "required revision has been compacted"))
     c.err = KEEL_ECOMPACTED;
@@ -147,15 +173,11 @@ struct keel_class keel_classify(int code, const char *m) {
     c.outcome = KEEL_OUTCOME_MAYBE;
     c.endpoint_failure = 1;
   } else if (code == KEEL_GRPC_UNAVAILABLE) {
+    /* Some other server-side unavailability (a proxy's 503, a server
+     * shutting down): it had the request, so it may have been applied. */
     c.err = KEEL_EUNAVAILABLE;
     c.endpoint_failure = 1;
-    /* The transport's texts (grpc_client.c): "connection failed" = never
-     * connected, so nothing was sent; a refused stream was not processed
-     * (HTTP/2 REFUSED_STREAM). Anything else may have been applied. */
-    if (strncmp(m, "connection failed", 17) == 0 || has(m, "stream refused"))
-      c.outcome = KEEL_OUTCOME_NOT_APPLIED;
-    else
-      c.outcome = KEEL_OUTCOME_MAYBE;
+    c.outcome = KEEL_OUTCOME_MAYBE;
   } else if (code == KEEL_GRPC_DEADLINE_EXCEEDED) {
     c.err = KEEL_ETIMEOUT;
   } else if (code == KEEL_GRPC_CANCELLED) {
@@ -172,14 +194,16 @@ struct keel_class keel_classify(int code, const char *m) {
     c.err = KEEL_EAUTH;
   } else if (code == KEEL_GRPC_UNIMPLEMENTED) {
     c.err = KEEL_EVERSION;
-  } else if (code == KEEL_GRPC_INTERNAL && has(m, "RST_STREAM")) {
-    c.err = -EIO;
-    c.outcome = KEEL_OUTCOME_MAYBE;
-    c.endpoint_failure = 1;
   } else {
     c.err = -EIO;
   }
   return c;
+}
+
+enum keel_outcome keel_delivery_outcome(enum keel_grpc_delivery d) {
+  return d == KEEL_GRPC_NOT_SENT || d == KEEL_GRPC_REFUSED
+             ? KEEL_OUTCOME_NOT_APPLIED
+             : KEEL_OUTCOME_MAYBE;
 }
 
 int keel_final_error(const struct keel_class *cl, int safe) {

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "grpc_client.h" /* enum keel_grpc_delivery */
+
 /* Full-jitter exponential backoff: a delay drawn uniformly from
  * [0, min(max_ms, base_ms * 2^(attempt-1))] using rnd (any 64-bit random
  * number). attempt >= 1 is the number of failed attempts so far. */
@@ -62,9 +64,23 @@ struct keel_class {
   enum keel_outcome outcome;
   int endpoint_failure; /* counts against the endpoint's breaker */
 };
-/* Classifies a gRPC status (code and message, as the transport or the
- * server gave them). code 0 gives err 0, FINAL. */
-struct keel_class keel_classify(int grpc_code, const char *message);
+/* Classifies a finished attempt from its gRPC status and the transport's
+ * delivery (grpc_client.h). code 0 gives err 0, FINAL.
+ *   delivery ANSWERED: the server's status; etcd's errors are told apart
+ *     by code and etcd's stable texts ("no leader" = rejected before it
+ *     was proposed: NOT_APPLIED; "request timed out", "leader changed",
+ *     "server stopped", other UNAVAILABLE: MAYBE).
+ *   otherwise the transport ended it; its message is never parsed:
+ *     CANCELLED -> KEEL_ECANCELED, DEADLINE_EXCEEDED -> KEEL_ETIMEOUT,
+ *     RESOURCE_EXHAUSTED -> KEEL_ELIMIT, all FINAL; anything else is an
+ *     endpoint failure (KEEL_EUNAVAILABLE for UNAVAILABLE, else -EIO),
+ *     NOT_APPLIED when NOT_SENT or REFUSED, MAYBE when MAYBE_PROCESSED. */
+struct keel_class keel_classify(int grpc_code, const char *message,
+                                enum keel_grpc_delivery delivery);
+
+/* The outcome a transport delivery alone implies: NOT_APPLIED for
+ * NOT_SENT and REFUSED, else MAYBE (the server had the request). */
+enum keel_outcome keel_delivery_outcome(enum keel_grpc_delivery delivery);
 
 /* What the caller is told after a failed attempt that will not be retried:
  * MAYBE on an unsafe request becomes KEEL_EUNKNOWN. */

@@ -795,8 +795,8 @@ static void snap_on_message(keel_grpc_client_call *call, const uint8_t *msg,
 static void snap_on_status(keel_grpc_client_call *call, int code,
                            const char *message, void *ud) {
   struct snap *s = ud;
-  (void)call;
-  struct keel_class cl = keel_classify(code, message);
+  struct keel_class cl =
+      keel_classify(code, message, keel_grpc_client_delivery(call));
   int err = s->stopped ? s->stopped : cl.err;
   if (s->c->closing && err == KEEL_ECANCELED)
     message = "client closed";

@@ -1,6 +1,7 @@
 /* test_keel_policy.c — libkeel's decisions without I/O: backoff bounds and
  * jitter spread, circuit-breaker transitions on an injected clock, error
- * classification (gRPC status + etcd text -> keel code, retry safety), and
+ * classification (a server's gRPC status + etcd text, or the transport's
+ * delivery verdict, -> keel code, retry safety), and
  * watch-resume bookkeeping (revision tracking, dedupe after a replay). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -121,7 +122,8 @@ struct cls_case {
   int ep_fail;
 };
 
-static void test_classify(void **state) {
+/* Statuses that came from the server (delivery ANSWERED). */
+static void test_classify_server_answers(void **state) {
   (void)state;
   static const struct cls_case cases[] = {
       {KEEL_GRPC_OUT_OF_RANGE,
@@ -159,54 +161,106 @@ static void test_classify(void **state) {
        KEEL_OUTCOME_FINAL, 0},
       {KEEL_GRPC_PERMISSION_DENIED, "etcdserver: permission denied", KEEL_EPERM,
        KEEL_OUTCOME_FINAL, 0},
-      /* The transport's own texts (grpc_client.c). */
-      {KEEL_GRPC_UNAVAILABLE, "connection failed: connection refused",
-       KEEL_EUNAVAILABLE, KEEL_OUTCOME_NOT_APPLIED, 1},
-      {KEEL_GRPC_UNAVAILABLE, "connection lost: end of file", KEEL_EUNAVAILABLE,
-       KEEL_OUTCOME_MAYBE, 1},
-      {KEEL_GRPC_UNAVAILABLE, "stream refused by the server (going away)",
-       KEEL_EUNAVAILABLE, KEEL_OUTCOME_NOT_APPLIED, 1},
+      /* Some other UNAVAILABLE from the server: it had the request. */
+      {KEEL_GRPC_UNAVAILABLE, "unexpected HTTP status code received: 503",
+       KEEL_EUNAVAILABLE, KEEL_OUTCOME_MAYBE, 1},
       {KEEL_GRPC_DEADLINE_EXCEEDED, "context deadline exceeded", KEEL_ETIMEOUT,
        KEEL_OUTCOME_FINAL, 0},
-      {KEEL_GRPC_CANCELLED, "channel closed", KEEL_ECANCELED,
+      {KEEL_GRPC_CANCELLED, "context canceled", KEEL_ECANCELED,
        KEEL_OUTCOME_FINAL, 0},
-      {KEEL_GRPC_RESOURCE_EXHAUSTED, "grpc: received message larger than max",
-       KEEL_ELIMIT, KEEL_OUTCOME_FINAL, 0},
       {KEEL_GRPC_INVALID_ARGUMENT, "etcdserver: key is not provided", -22,
        KEEL_OUTCOME_FINAL, 0},
       {KEEL_GRPC_UNIMPLEMENTED, "unknown service", KEEL_EVERSION,
        KEEL_OUTCOME_FINAL, 0},
-      {KEEL_GRPC_INTERNAL, "stream terminated by RST_STREAM with error: x", -5,
-       KEEL_OUTCOME_MAYBE, 1},
+      {KEEL_GRPC_INTERNAL, "some server bug", -5, KEEL_OUTCOME_FINAL, 0},
       {KEEL_GRPC_DATA_LOSS, "", -5, KEEL_OUTCOME_FINAL, 0},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    struct keel_class c = keel_classify(cases[i].code, cases[i].msg);
+    struct keel_class c =
+        keel_classify(cases[i].code, cases[i].msg, KEEL_GRPC_ANSWERED);
     if (c.err != cases[i].err || c.outcome != cases[i].outcome ||
         c.endpoint_failure != cases[i].ep_fail)
       fail_msg("case %zu (%s): err %d outcome %d epfail %d", i, cases[i].msg,
                c.err, c.outcome, c.endpoint_failure);
   }
-  struct keel_class ok = keel_classify(0, NULL);
+  struct keel_class ok = keel_classify(0, NULL, KEEL_GRPC_ANSWERED);
   assert_int_equal(ok.err, 0);
-  struct keel_class nul = keel_classify(KEEL_GRPC_UNAVAILABLE, NULL);
+  struct keel_class nul =
+      keel_classify(KEEL_GRPC_UNAVAILABLE, NULL, KEEL_GRPC_ANSWERED);
   assert_int_equal(nul.err, KEEL_EUNAVAILABLE);
+}
+
+struct deliv_case {
+  int code;
+  enum keel_grpc_delivery d;
+  int err;
+  enum keel_outcome outcome;
+  int ep_fail;
+};
+
+/* Calls the transport ended: only code and delivery count. Each case runs
+ * with several messages, among them the texts the old classifier keyed on
+ * and an etcd text, to show the message is never looked at. */
+static void test_classify_transport_delivery(void **state) {
+  (void)state;
+  static const struct deliv_case cases[] = {
+      {KEEL_GRPC_UNAVAILABLE, KEEL_GRPC_NOT_SENT, KEEL_EUNAVAILABLE,
+       KEEL_OUTCOME_NOT_APPLIED, 1},
+      {KEEL_GRPC_UNAVAILABLE, KEEL_GRPC_REFUSED, KEEL_EUNAVAILABLE,
+       KEEL_OUTCOME_NOT_APPLIED, 1},
+      {KEEL_GRPC_UNAVAILABLE, KEEL_GRPC_MAYBE_PROCESSED, KEEL_EUNAVAILABLE,
+       KEEL_OUTCOME_MAYBE, 1},
+      /* RST_STREAM with another code, a response breaking the protocol */
+      {KEEL_GRPC_INTERNAL, KEEL_GRPC_MAYBE_PROCESSED, -5, KEEL_OUTCOME_MAYBE,
+       1},
+      {KEEL_GRPC_INTERNAL, KEEL_GRPC_NOT_SENT, -5, KEEL_OUTCOME_NOT_APPLIED, 1},
+      /* ended by the caller, a deadline, or a local size limit: final */
+      {KEEL_GRPC_CANCELLED, KEEL_GRPC_NOT_SENT, KEEL_ECANCELED,
+       KEEL_OUTCOME_FINAL, 0},
+      {KEEL_GRPC_CANCELLED, KEEL_GRPC_MAYBE_PROCESSED, KEEL_ECANCELED,
+       KEEL_OUTCOME_FINAL, 0},
+      {KEEL_GRPC_DEADLINE_EXCEEDED, KEEL_GRPC_MAYBE_PROCESSED, KEEL_ETIMEOUT,
+       KEEL_OUTCOME_FINAL, 0},
+      {KEEL_GRPC_RESOURCE_EXHAUSTED, KEEL_GRPC_MAYBE_PROCESSED, KEEL_ELIMIT,
+       KEEL_OUTCOME_FINAL, 0},
+  };
+  static const char *const msgs[] = {
+      "", "connection failed: connection refused",
+      "connection lost: end of file", "stream refused by the server",
+      "etcdserver: no leader"};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    for (size_t j = 0; j < sizeof(msgs) / sizeof(msgs[0]); j++) {
+      struct keel_class c = keel_classify(cases[i].code, msgs[j], cases[i].d);
+      if (c.err != cases[i].err || c.outcome != cases[i].outcome ||
+          c.endpoint_failure != cases[i].ep_fail)
+        fail_msg("case %zu msg %zu: err %d outcome %d epfail %d", i, j, c.err,
+                 c.outcome, c.endpoint_failure);
+    }
+  assert_int_equal(keel_delivery_outcome(KEEL_GRPC_NOT_SENT),
+                   KEEL_OUTCOME_NOT_APPLIED);
+  assert_int_equal(keel_delivery_outcome(KEEL_GRPC_REFUSED),
+                   KEEL_OUTCOME_NOT_APPLIED);
+  assert_int_equal(keel_delivery_outcome(KEEL_GRPC_MAYBE_PROCESSED),
+                   KEEL_OUTCOME_MAYBE);
+  assert_int_equal(keel_delivery_outcome(KEEL_GRPC_ANSWERED),
+                   KEEL_OUTCOME_MAYBE);
 }
 
 static void test_final_error_unknown_outcome(void **state) {
   (void)state;
   /* A put whose connection died after sending: outcome unknown. */
-  struct keel_class lost =
-      keel_classify(KEEL_GRPC_UNAVAILABLE, "connection lost: reset by peer");
+  struct keel_class lost = keel_classify(KEEL_GRPC_UNAVAILABLE, "anything",
+                                         KEEL_GRPC_MAYBE_PROCESSED);
   assert_int_equal(keel_final_error(&lost, 0), KEEL_EUNKNOWN);
   /* The same for a read (safe): the transport error itself. */
   assert_int_equal(keel_final_error(&lost, 1), KEEL_EUNAVAILABLE);
   /* Never connected: not applied, so no "unknown" even for a put. */
   struct keel_class refused =
-      keel_classify(KEEL_GRPC_UNAVAILABLE, "connection failed: refused");
+      keel_classify(KEEL_GRPC_UNAVAILABLE, "anything", KEEL_GRPC_NOT_SENT);
   assert_int_equal(keel_final_error(&refused, 0), KEEL_EUNAVAILABLE);
   struct keel_class to =
-      keel_classify(KEEL_GRPC_UNAVAILABLE, "etcdserver: request timed out");
+      keel_classify(KEEL_GRPC_UNAVAILABLE, "etcdserver: request timed out",
+                    KEEL_GRPC_ANSWERED);
   assert_int_equal(keel_final_error(&to, 0), KEEL_EUNKNOWN);
   assert_string_equal(keel_strerror(KEEL_EUNKNOWN),
                       "outcome unknown: the request may or may not have "
@@ -302,7 +356,8 @@ int main(void) {
       cmocka_unit_test(test_rand_never_stuck),
       cmocka_unit_test(test_breaker_transitions),
       cmocka_unit_test(test_breaker_late_failure_while_open),
-      cmocka_unit_test(test_classify),
+      cmocka_unit_test(test_classify_server_answers),
+      cmocka_unit_test(test_classify_transport_delivery),
       cmocka_unit_test(test_final_error_unknown_outcome),
       cmocka_unit_test(test_resume_from_now),
       cmocka_unit_test(test_resume_dedupe_replay),

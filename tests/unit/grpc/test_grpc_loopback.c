@@ -102,16 +102,19 @@ static void teardown(struct fixture *f) {
 
 struct unary_result {
   int done, code;
+  enum keel_grpc_delivery delivery;
   char message[512];
   uint8_t *resp;
   size_t resp_len;
 };
 
-static void unary_cb(int code, const char *message, const uint8_t *resp,
+static void unary_cb(int code, const char *message,
+                     enum keel_grpc_delivery delivery, const uint8_t *resp,
                      size_t len, void *ud) {
   struct unary_result *r = ud;
   r->done = 1;
   r->code = code;
+  r->delivery = delivery;
   snprintf(r->message, sizeof(r->message), "%s", message);
   if (resp) {
     r->resp = malloc(len ? len : 1);
@@ -123,9 +126,9 @@ static void unary_cb(int code, const char *message, const uint8_t *resp,
 static void unary(struct fixture *f, const char *method, const void *req,
                   size_t len, uint64_t timeout_ms, struct unary_result *r) {
   memset(r, 0, sizeof(*r));
-  assert_int_equal(
-      keel_grpc_client_unary(f->ch, method, req, len, timeout_ms, unary_cb, r),
-      0);
+  assert_int_equal(keel_grpc_client_unary(f->ch, method, req, len, timeout_ms,
+                                          NULL, unary_cb, r),
+                   0);
   run_until(f, &r->done);
 }
 
@@ -177,6 +180,7 @@ static void test_unary_put_range(void **state) {
   /* An error from the handler arrives as a trailers-only response. */
   unary(&f, "/etcdserverpb.KV/Range", "\xff", 1, 5000, &r);
   assert_int_equal(r.code, KEEL_GRPC_INVALID_ARGUMENT);
+  assert_int_equal(r.delivery, KEEL_GRPC_ANSWERED); /* the server's error */
   assert_string_equal(r.message, "malformed RangeRequest");
   teardown(&f);
 }
@@ -444,6 +448,7 @@ static void test_server_stream(void **state) {
 
 struct status_only {
   int done, code;
+  enum keel_grpc_delivery delivery;
   char message[256];
 };
 
@@ -457,10 +462,10 @@ static void so_msg(keel_grpc_client_call *call, const uint8_t *msg, size_t len,
 
 static void so_status(keel_grpc_client_call *call, int code,
                       const char *message, void *ud) {
-  (void)call;
   struct status_only *s = ud;
   s->done = 1;
   s->code = code;
+  s->delivery = keel_grpc_client_delivery(call);
   snprintf(s->message, sizeof(s->message), "%s", message);
 }
 
@@ -494,6 +499,9 @@ static void test_connection_drop(void **state) {
   assert_int_equal(hang.code, KEEL_GRPC_UNAVAILABLE);
   assert_int_equal(echo.code, KEEL_GRPC_UNAVAILABLE);
   assert_non_null(strstr(hang.message, "connection lost"));
+  /* both requests reached the server: it may have processed them */
+  assert_int_equal(hang.delivery, KEEL_GRPC_MAYBE_PROCESSED);
+  assert_int_equal(echo.delivery, KEEL_GRPC_MAYBE_PROCESSED);
   run_until(&f, &f.shutdown_done);
   assert_int_equal(keel_grpc_channel_state(f.ch), KEEL_GRPC_CHANNEL_DEAD);
   /* a dead channel refuses new calls at once */
@@ -511,7 +519,7 @@ static void test_graceful_shutdown(void **state) {
   struct unary_result r = {0};
   uint8_t req[4] = {0, 0, 0, 100}; /* answered after 100 ms */
   assert_int_equal(keel_grpc_client_unary(f.ch, "/keel.test.Echo/Later", req, 4,
-                                          5000, unary_cb, &r),
+                                          5000, NULL, unary_cb, &r),
                    0);
   while (f.scaffold.later_pending == 0 && !f.watchdog_fired)
     uv_run(&f.loop, UV_RUN_ONCE);
@@ -718,6 +726,7 @@ static void test_connect_refused(void **state) {
   run_until(&f, &s.done);
   assert_int_equal(s.code, KEEL_GRPC_UNAVAILABLE);
   assert_non_null(strstr(s.message, "connection failed"));
+  assert_int_equal(s.delivery, KEEL_GRPC_NOT_SENT);
   channel_closed = 0;
   keel_grpc_channel_close(ch2, on_channel_closed, NULL);
   run_until(&f, &channel_closed);
@@ -899,9 +908,11 @@ static void test_cancel_in_callback(void **state) {
 #define STRESS_CALLS 64
 
 static int stress_done;
-static void stress_cb(int code, const char *message, const uint8_t *resp,
+static void stress_cb(int code, const char *message,
+                      enum keel_grpc_delivery delivery, const uint8_t *resp,
                       size_t len, void *ud) {
   (void)message;
+  assert_int_equal(delivery, KEEL_GRPC_ANSWERED);
   (void)resp;
   (void)len;
   (void)ud;
@@ -927,7 +938,8 @@ static void test_many_connections(void **state) {
         keel_grpc_channel_new(&f.loop, "127.0.0.1", f.port, NULL, &chs[i]), 0);
     for (int j = 0; j < STRESS_CALLS; j++)
       assert_int_equal(keel_grpc_client_unary(chs[i], "/etcdserverpb.KV/Put",
-                                              buf, n, 10000, stress_cb, NULL),
+                                              buf, n, 10000, NULL, stress_cb,
+                                              NULL),
                        0);
   }
   while (stress_done < STRESS_CHANNELS * STRESS_CALLS && !f.watchdog_fired)
