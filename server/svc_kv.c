@@ -83,6 +83,20 @@ static bool detached(struct svc_kv *kv, keel_grpc_call *call) {
   return true;
 }
 
+static bool self_learner(const struct svc_kv *kv, uint64_t id);
+
+/* etcd: a learner serves only Status and serializable Range; everything
+ * else gets "rpc not supported for learner" (Unavailable, so clientv3
+ * retries a read-only call elsewhere). True (call finished) if refused. */
+static bool learner_refuses(struct svc_kv *kv, keel_grpc_call *call) {
+  struct node_status s;
+  node_status(kv->node, &s);
+  if (!self_learner(kv, s.id))
+    return false;
+  finish_code(call, KEEL_ELEARNER);
+  return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* writes                                                              */
 /* ------------------------------------------------------------------ */
@@ -113,6 +127,8 @@ static void write_done(void *ud, int status,
  * when the outcome is known. */
 static void propose(struct svc_kv *kv, keel_grpc_call *call,
                     Keelstore__Request *rq) {
+  if (learner_refuses(kv, call))
+    return;
   uint8_t *buf = NULL;
   size_t len = 0;
   int rc =
@@ -335,6 +351,10 @@ static void on_range(keel_grpc_call *call, const uint8_t *msg, size_t len,
   if (!m)
     return;
   int rc = etcd_check_range(m);
+  if (rc == 0 && !m->serializable && learner_refuses(kv, call)) {
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    return;
+  }
   struct range_ctx *c = rc == 0 ? malloc(sizeof(*c)) : NULL;
   if (rc == 0 && !c)
     rc = -ENOMEM;
@@ -436,6 +456,8 @@ static void on_member_list(keel_grpc_call *call, const uint8_t *msg, size_t len,
   if (!req)
     return;
   protobuf_c_message_free_unpacked(req, NULL);
+  if (learner_refuses(kv, call))
+    return;
 
   struct node_status s;
   node_status(kv->node, &s);

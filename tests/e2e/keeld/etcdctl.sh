@@ -15,6 +15,10 @@
 #      "etcdserver: request is too large"
 #   4. endpoint status (-w json, every endpoint: one leader all agree on),
 #      member list (simple and json: the ids endpoint status reports)
+#   5. a learner n4 (added through the TEST-ONLY /test/member endpoint:
+#      MemberAdd is not served yet) serves serializable Range and Status
+#      (isLearner true) and refuses Put and linearizable Range with
+#      "etcdserver: rpc not supported for learner"; member list marks it
 #
 # Usage: etcdctl.sh <path to keeld>
 set -euo pipefail
@@ -31,15 +35,15 @@ export ETCDCTL_API=3
 HB=50
 ET=500
 tmp=$(mktemp -d)
-declare -a pids=(0 0 0 0)
+declare -a pids=(0 0 0 0 0)
 
 cleanup() {
-  for i in 1 2 3; do
+  for i in 1 2 3 4; do
     if [ "${pids[$i]}" != 0 ]; then kill -9 "${pids[$i]}" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
   if [ "${fail:-0}" != 0 ]; then
-    for i in 1 2 3; do echo "--- log of n$i (last 20 lines)"; tail -20 "$tmp/n$i.log" || true; done
+    for i in 1 2 3 4; do echo "--- log of n$i (last 20 lines)"; tail -20 "$tmp/n$i.log" || true; done
   fi
   rm -rf "$tmp"
 }
@@ -47,25 +51,30 @@ trap cleanup EXIT
 
 read -r -a ports < <(python3 -c '
 import socket
-s=[socket.socket() for _ in range(6)]
+s=[socket.socket() for _ in range(8)]
 for x in s: x.bind(("127.0.0.1",0))
 print(" ".join(str(x.getsockname()[1]) for x in s))
 for x in s: x.close()')
 peer() { echo "${ports[$(($1 - 1))]}"; }
-client() { echo "${ports[$(($1 + 2))]}"; }
+client() { echo "${ports[$(($1 + 3))]}"; }
 ep() { echo "127.0.0.1:$(client "$1")"; }
 cluster="n1=http://127.0.0.1:$(peer 1),n2=http://127.0.0.1:$(peer 2),n3=http://127.0.0.1:$(peer 3)"
 EPS="$(ep 1),$(ep 2),$(ep 3)"
 
-start() { # start <i>
-  local i=$1
+start() { # start <i> [existing]
+  local i=$1 ic=$cluster state=new
+  if [ "${2:-}" = existing ]; then
+    ic="$cluster,n$i=http://127.0.0.1:$(peer "$i")"
+    state=existing
+  fi
   "$keeld" --name "n$i" --data-dir "$tmp/d$i" \
     --listen-client-urls "http://127.0.0.1:$(client "$i")" \
     --advertise-client-urls "http://127.0.0.1:$(client "$i")" \
     --listen-peer-urls "http://127.0.0.1:$(peer "$i")" \
     --initial-advertise-peer-urls "http://127.0.0.1:$(peer "$i")" \
-    --initial-cluster "$cluster" --heartbeat-interval $HB \
-    --election-timeout $ET >>"$tmp/n$i.log" 2>&1 &
+    --initial-cluster "$ic" --initial-cluster-state $state \
+    --heartbeat-interval $HB --election-timeout $ET \
+    --unsafe-test-endpoints >>"$tmp/n$i.log" 2>&1 &
   pids[$i]=$!
 }
 
@@ -193,6 +202,35 @@ for i in 1 2 3; do
 done
 expect "member list: n2 reports its client URL" 1 \
   "$(echo "$simple" | grep -c ", n2, http://127.0.0.1:$(peer 2), http://127.0.0.1:$(client 2), false")"
+
+# 5. a learner
+lid=$(echo "$st" | json 'j[0]["Status"]["leader"]')
+lnode=0
+for i in 1 2 3; do
+  [ "$(echo "$st" | json "j[$((i - 1))]['Status']['header']['member_id']")" = "$lid" ] && lnode=$i
+done
+r=$(curl -s -m 5 -XPOST "http://127.0.0.1:$(client "$lnode")/test/member?op=add-learner&name=n4&peer=http://127.0.0.1:$(peer 4)")
+case "$r" in *'"ok"'*) ok "learner n4 added" ;; *) bad "add learner n4: $r" ;; esac
+start 4 existing
+until_ok 15000 healthy 4 && ok "n4 /health 200" || bad "n4 not healthy"
+ser_get() { [ "$("$ETCDCTL" --endpoints="$(ep 4)" get p/n1 --consistency=s --print-value-only)" = v1 ]; }
+until_ok 5000 ser_get && ok "learner serves a serializable get" || bad "learner: serializable get failed"
+set +e
+out=$("$ETCDCTL" --endpoints="$(ep 4)" put lk lv 2>&1)
+rc=$?
+set -e
+expect "learner refuses put" "1 Error: etcdserver: rpc not supported for learner" "$rc $(echo "$out" | tail -1)"
+set +e
+out=$("$ETCDCTL" --endpoints="$(ep 4)" --command-timeout=1s get p/n1 2>&1)
+rc=$?
+set -e
+case "$rc $out" in
+1*"code = Unavailable desc = etcdserver: rpc not supported for learner"*) ok "learner refuses a linearizable get (Unavailable: retried by etcdctl)" ;;
+*) bad "learner linearizable get: $rc $(echo "$out" | tail -2)" ;;
+esac
+expect "endpoint status on the learner: isLearner" True \
+  "$("$ETCDCTL" --endpoints="$(ep 4)" endpoint status -w json | json 'j[0]["Status"].get("isLearner", False)')"
+expect "member list marks n4 as a learner" 1 "$(ectl member list | grep -c ', started, n4, .*, true$')"
 
 [ "$fail" = 0 ] && echo "all etcdctl checks passed"
 exit "$fail"
