@@ -51,7 +51,8 @@
   X(KEEL_EKEYNOTFOUND, -5032, "key not found")                                 \
   X(KEEL_EVALUEPROVIDED, -5033, "value is provided")                           \
   X(KEEL_ELEASEPROVIDED, -5034, "lease is provided")                           \
-  X(KEEL_ELEASETTLTOOLARGE, -5035, "too large lease TTL")
+  X(KEEL_ELEASETTLTOOLARGE, -5035, "too large lease TTL")                      \
+  X(KEEL_ELEARNER, -5086, "rpc not supported for learner")
 
 enum keel_error {
 #define KEEL_ERROR_ENUM(name, value, msg) name = value,

@@ -66,6 +66,9 @@ static const struct etcd_status error_table[] = {
     {KEEL_EAUTH, KEEL_GRPC_INVALID_ARGUMENT,
      "etcdserver: authentication failed, invalid user ID or password"},
     {KEEL_ECANCELED, KEEL_GRPC_CANCELLED, "context canceled"},
+    /* a learner serves only Status and serializable Range */
+    {KEEL_ELEARNER, KEEL_GRPC_UNAVAILABLE,
+     "etcdserver: rpc not supported for learner"},
     /* keel's own texts: etcd has no such condition */
     {KEEL_EBADMSG, KEEL_GRPC_INVALID_ARGUMENT, "etcdserver: malformed request"},
     {-EINVAL, KEEL_GRPC_INVALID_ARGUMENT, "etcdserver: invalid argument"},

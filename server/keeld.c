@@ -1,5 +1,6 @@
 /* keeld.c — the keel server program: configuration, logging, the store, the
- * node (node.h), the client port with its HTTP/1.1 endpoints, and an
+ * node (node.h), the client port with the etcd gRPC services (svc_kv.h)
+ * and its HTTP/1.1 endpoints, and an
  * orderly stop on SIGTERM/SIGINT.
  *
  *   start: keel_config_load (flags > KEEL_* env > --config-file > default)
@@ -28,7 +29,7 @@
  *   GET  /test/status  this node's id, leader, role, term, commit, applied
  *   POST /test/member?op=add|add-learner|promote|remove&name=&peer=|&id=
  *   GET  /test/members  the member list as of the applied index
- * so e2e tests can write before the etcd gRPC services land. Never use it in
+ * so e2e tests can write without an etcd client. Never use it in
  * production: it has no limits beyond the transport's and no auth.
  */
 #include <errno.h>
@@ -50,6 +51,7 @@
 #include "node_standin.h" /* node_standin_encode_put: test endpoints */
 #include "raft.h"
 #include "store.h"
+#include "svc_kv.h"
 
 extern char **environ;
 
@@ -63,6 +65,7 @@ struct app {
   struct keel_config cfg;
   struct store *st;
   struct node *node;
+  struct svc_kv *kv; /* etcd KV, Status, MemberList (svc_kv.h) */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -353,6 +356,8 @@ static void step_done(struct app *a) {
   for (size_t i = 0; i < a->n_ls; i++)
     keel_client_listener_free(a->ls[i]);
   a->n_ls = 0;
+  svc_kv_free(a->kv);
+  a->kv = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -385,6 +390,7 @@ static void begin_stop(struct app *a, const char *why) {
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "reason=%s", why);
   uv_timer_start(&a->watchdog, on_watchdog, WATCHDOG_MS, 0);
   uv_unref((uv_handle_t *)&a->watchdog);
+  svc_kv_detach(a->kv);         /* new calls: "server stopped" */
   a->pending = 1 + a->n_ls + 1; /* +1 released below */
   for (size_t i = 0; i < a->n_ls; i++)
     if (keel_client_listener_shutdown(a->ls[i], STOP_GRACE_MS,
@@ -458,6 +464,12 @@ int main(int argc, char **argv) {
                "err=%s reason=\"%s\"", keel_strerror(rc), err);
     return 1;
   }
+  rc = svc_kv_new(a->node, a->st, &a->cfg, &a->kv);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot create the KV service",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
@@ -467,7 +479,8 @@ int main(int argc, char **argv) {
       keel_client_listener_route(l, "GET", "/health", on_health, a);
       keel_client_listener_route(l, "GET", "/readyz", on_readyz, a);
       keel_client_listener_route(l, "GET", "/version", on_version, a);
-      if (a->test_endpoints) {
+      rc = svc_kv_register(a->kv, keel_client_listener_grpc(l));
+      if (rc == 0 && a->test_endpoints) {
         keel_client_listener_route(l, "POST", "/test/put", on_test_put, a);
         keel_client_listener_route(l, "GET", "/test/get", on_test_get, a);
         keel_client_listener_route(l, "GET", "/test/status", on_test_status, a);
@@ -476,7 +489,8 @@ int main(int argc, char **argv) {
         keel_client_listener_route(l, "GET", "/test/members", on_test_members,
                                    a);
       }
-      rc = keel_client_listener_start(l, u->host, u->port);
+      if (rc == 0)
+        rc = keel_client_listener_start(l, u->host, u->port);
     }
     if (rc) {
       keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot listen for clients",

@@ -822,6 +822,8 @@ static void test_error_table(void **state) {
       {KEEL_ETOOMANYOPS, KEEL_GRPC_INVALID_ARGUMENT,
        "etcdserver: too many operations in txn request"},
       {KEEL_ENOLEADER, KEEL_GRPC_UNAVAILABLE, "etcdserver: no leader"},
+      {KEEL_ELEARNER, KEEL_GRPC_UNAVAILABLE,
+       "etcdserver: rpc not supported for learner"},
       {KEEL_ENOTLEADER, KEEL_GRPC_FAILED_PRECONDITION,
        "etcdserver: not leader"},
       {KEEL_ETIMEOUT, KEEL_GRPC_UNAVAILABLE, "etcdserver: request timed out"},
