@@ -661,7 +661,11 @@ static uint8_t *read_stdin(size_t max, size_t *len, const char *what) {
   for (;;) {
     if (n == cap) {
       if (cap > max)
-        fatal(EXIT_FAIL, "%s: input larger than %zu bytes", what, max);
+        fatal(EXIT_FAIL,
+              "%s: value too large: more than %zu bytes on stdin; keel sends "
+              "at most %zu bytes (etcd accepts requests up to 1.5 MiB by "
+              "default, --max-request-bytes)",
+              what, max, max);
       cap *= 2;
       b = realloc(b, cap);
       if (b == NULL)
@@ -929,21 +933,22 @@ static void op_resp_simple(const struct keel_op_resp *r) {
 }
 
 static void op_resp_tree(struct cli_node *a, const struct keel_op_resp *r) {
-  struct cli_node *o = cli_obj(a, NULL);
+  /* etcdctl -w json's shape: {"Response":{"ResponseRange":{...}}}. */
+  struct cli_node *o = cli_obj(cli_obj(a, NULL), "Response");
   struct cli_node *x;
   switch (r->type) {
   case KEEL_OP_PUT:
-    x = cli_obj(o, "response_put");
+    x = cli_obj(o, "ResponsePut");
     node_header(x, &r->u.put->header);
     if (r->u.put->prev_kv)
       node_kv(x, "prev_kv", r->u.put->prev_kv);
     break;
   case KEEL_OP_RANGE:
-    x = cli_obj(o, "response_range");
+    x = cli_obj(o, "ResponseRange");
     range_tree(x, r->u.range);
     break;
   case KEEL_OP_DELETE:
-    x = cli_obj(o, "response_delete_range");
+    x = cli_obj(o, "ResponseDeleteRange");
     node_header(x, &r->u.del->header);
     if (r->u.del->deleted)
       cli_int(x, "deleted", r->u.del->deleted);
@@ -954,7 +959,7 @@ static void op_resp_tree(struct cli_node *a, const struct keel_op_resp *r) {
     }
     break;
   case KEEL_OP_TXN:
-    x = cli_obj(o, "response_txn");
+    x = cli_obj(o, "ResponseTxn");
     cli_bool(x, "succeeded", r->u.txn->succeeded);
     break;
   }
@@ -2185,6 +2190,15 @@ static int cmd_rollback(const char **p, int n) {
   op.u.put.value = ro->kvs[0].value;
   op.u.put.value_len = ro->kvs[0].value_len;
   struct keel_txn_req tq = {&cmp, 1, &op, 1, NULL, 0};
+  /* Test hook (tests/e2e/cli): wait for one line on stdin between the
+   * read and the guarded write, so a test can change the key in between
+   * deterministically. Unused otherwise. */
+  if (getenv("KEEL_TEST_ROLLBACK_PAUSE")) {
+    fprintf(stderr, "rollback: paused (test hook)\n");
+    char tmp[8];
+    if (fgets(tmp, sizeof(tmp), stdin) == NULL)
+      tmp[0] = 0;
+  }
   /* The compare makes a repeat harmless: retry after a lost connection. */
   struct keel_opts o = g_opts;
   o.idempotent = 1;
