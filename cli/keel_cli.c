@@ -193,9 +193,8 @@ static void fail_req(const struct wait *w, const char *what, int64_t rev) {
     break;
   case KEEL_EUNKNOWN:
     fatal(EXIT_FAIL,
-          "%s: outcome unknown: the connection was lost after the request "
-          "was sent, so it may or may not have been applied (%s). Read the "
-          "key back before retrying.",
+          "%s: outcome unknown: the request may or may not have been "
+          "applied (%s). Read the key back before retrying.",
           what, w->msg);
     break;
   case KEEL_ENOSPACE:
