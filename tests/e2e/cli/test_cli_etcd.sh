@@ -138,7 +138,20 @@ expect_rc 124 "watch --rev replays (stopped by timeout)" timeout -s INT 1 "$KEEL
 # timeout exits 124 when it had to stop it; the SIGINT made keel exit 0.
 [ "$OUT" = "$(printf 'PUT\nw/a\n1\nPUT\nw/a\n2\nDELETE\nw/a\n')" ] && ok "replayed events" ||
   fail "replay: $OUT"
-expect_rc 0 "watch SIGINT exit code is 0" sh -c "'$KEEL' --endpoints $EPS watch w/x & p=\$!; sleep 0.3; kill -INT \$p; wait \$p"
+a=$(timeout -s INT 1 "$KEEL" --endpoints "$EPS" watch w/a --rev "$R1" -w json | python3 -c 'import json,sys;print(json.dumps([e for l in sys.stdin for e in json.loads(l)["Events"]]))')
+b=$(timeout -s INT 1 etcdctl --endpoints "$EPS" watch w/a --rev "$R1" -w json | python3 -c 'import json,sys;print(json.dumps([e for l in sys.stdin for e in json.loads(l)["Events"]]))')
+json_eq "watch --rev -w json events same as etcdctl" '(len(j), j)' "$a" "$b"
+"$KEEL" --endpoints "$EPS" watch w/sig >"$WORK/wsig" 2>&1 &
+WPID=$!
+for i in $(seq 1 100); do
+  K put w/sig "$i" >/dev/null
+  grep -q "PUT w/sig" "$WORK/wsig" && break
+  sleep 0.05
+done
+kill -INT $WPID
+wait $WPID
+rc=$?
+[ $rc = 0 ] && ok "watch exits 0 on SIGINT" || fail "watch SIGINT exit $rc"
 
 # ---- history / rollback ---------------------------------------------------
 K put h/k one >/dev/null
