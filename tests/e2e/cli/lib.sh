@@ -2,6 +2,12 @@
 # Needs: KEEL (path to build/bin/keel), ETCD_UP (path to etcd_up).
 set -u
 FAILS=0
+for tool in python3 etcdctl ss script; do
+  command -v $tool >/dev/null || {
+    echo "FAIL: the CLI e2e tests need $tool on PATH" >&2
+    exit 1
+  }
+done
 WORK=$(mktemp -d /tmp/keel-cli-e2e-XXXXXX)
 export HOME=$WORK/home # no user config leaks into the tests
 mkdir -p "$HOME"
