@@ -1220,6 +1220,7 @@ static int cmd_watch(const char **p, int n) {
 /* lease                                                             */
 
 static int64_t g_ka_once, g_ka_rc = -1;
+static keel_keepalive *g_ka; /* NULL once stopped or ended */
 
 static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
   int64_t id = *(int64_t *)ud;
@@ -1234,6 +1235,7 @@ static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
       fprintf(stderr, "keel: lease keep-alive ended: %s\n", keel_strerror(err));
       g_ka_rc = EXIT_FAIL;
     }
+    g_ka = NULL;
     stop_signals();
     return;
   }
@@ -1248,6 +1250,7 @@ static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
   fflush(stdout);
   if (g_ka_once) {
     keel_lease_keepalive_stop(ka);
+    g_ka = NULL;
     g_ka_rc = 0;
     stop_signals();
   }
@@ -1256,6 +1259,10 @@ static void on_ka(keel_keepalive *ka, int err, int64_t ttl, void *ud) {
 static void on_ka_signal(uv_signal_t *h, int sig) {
   (void)h;
   (void)sig;
+  /* Stop renewing (the lease then expires on its own, like etcdctl). */
+  if (g_ka && g_ka_rc < 0)
+    keel_lease_keepalive_stop(g_ka);
+  g_ka = NULL;
   g_ka_rc = 0;
   stop_signals();
 }
@@ -1367,8 +1374,7 @@ static int cmd_lease(const char **p, int n) {
     uv_signal_start(&g_sig[i], on_ka_signal, i ? SIGTERM : SIGINT);
   }
   g_sig_on = 1;
-  keel_keepalive *ka;
-  int rc = keel_lease_keepalive(c, id, on_ka, &kid, &ka);
+  int rc = keel_lease_keepalive(c, id, on_ka, &kid, &g_ka);
   if (rc)
     fatal(EXIT_FAIL, "lease keep-alive: %s", keel_strerror(rc));
   while (g_ka_rc < 0)

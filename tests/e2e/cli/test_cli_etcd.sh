@@ -76,6 +76,17 @@ contains "lease listed" "$OUT" "$LEASE"
 contains "etcdctl lists the same lease" "$(E lease list)" "$LEASE"
 expect_rc 0 "lease keep-alive --once" K lease keep-alive --once "$LEASE"
 contains "keepalived" "$OUT" "keepalived with TTL(100)"
+"$KEEL" --endpoints "$EPS" lease keep-alive "$LEASE" >"$WORK/ka" 2>"$WORK/ka.err" &
+KPID=$!
+for i in $(seq 1 100); do
+  grep -q keepalived "$WORK/ka" && break
+  sleep 0.05
+done
+kill -INT $KPID
+wait $KPID
+rc=$?
+[ $rc = 0 ] && ok "keep-alive exits 0 on SIGINT" || fail "keep-alive SIGINT exit $rc"
+[ -s "$WORK/ka.err" ] && fail "keep-alive stderr on SIGINT: $(cat "$WORK/ka.err")" || ok "keep-alive stops quietly"
 expect_rc 0 "lease revoke" K lease revoke "$LEASE"
 expect_rc 3 "revoked lease: get of its key exits 3" K get leased
 expect_rc 3 "timetolive of a gone lease exits 3" K lease timetolive "$LEASE"
