@@ -2365,23 +2365,23 @@ static const struct command commands[] = {
     {"put", NULL, cmd_put, 1, 2,
      FL(F_LEASE) | FL(F_PREV_KV) | FL(F_IGNORE_VALUE) | FL(F_IGNORE_LEASE), 1,
      "put KEY [VALUE] [flags]",
-     "Writes VALUE to KEY (VALUE read from stdin when omitted; use\n"
-     "'keel put KEY -- -value' for a value starting with '-').\n\n"
+     "Writes VALUE to KEY.\nVALUE is read from stdin when omitted; use\n"
+     "'keel put KEY -- -value' for a value starting with '-'.\n\n"
      "  --lease ID          attach the key to lease ID (hex)\n"
      "  --prev-kv           print the previous key-value\n"
      "  --ignore-value      keep the current value (update the lease only)\n"
      "  --ignore-lease      keep the current lease\n"},
     {"del", NULL, cmd_del, 1, 2, FL(F_PREFIX) | FL(F_FROM_KEY) | FL(F_PREV_KV),
      1, "del KEY [RANGE_END] [flags]",
-     "Deletes a key, a range, a prefix or every key from KEY; prints how\n"
+     "Deletes a key, a range, a prefix or every key from KEY.\nPrints how "
      "many were deleted (0 is not an error).\n\n"
      "  --prefix            every key starting with KEY\n"
      "  --from-key          every key >= KEY\n"
      "  --prev-kv           print the deleted key-values\n"},
     {"txn", NULL, cmd_txn, 0, 0, FL(F_INTERACTIVE), 1, "txn [-i]",
-     "Runs a transaction read from stdin, in etcdctl's form: compares, a\n"
-     "blank line, the operations run on success, a blank line, the\n"
-     "operations run on failure.\n\n"
+     "Runs a transaction read from stdin.\nInput in etcdctl's form: "
+     "compares, a\nblank line, the operations run on success, a blank line, "
+     "the\noperations run on failure.\n\n"
      "  compares:   mod(\"key\") > \"5\"   (mod, create, version, value, "
      "lease;\n"
      "              = != > <)\n"
@@ -2397,8 +2397,8 @@ static const struct command commands[] = {
      "txn\n"},
     {"watch", NULL, cmd_watch, 1, 2, FL(F_PREFIX) | FL(F_REV) | FL(F_PREV_KV),
      1, "watch KEY [RANGE_END] [flags]",
-     "Prints every change to a key, range or prefix as it happens, until\n"
-     "Ctrl-C or SIGTERM (exit 0). Survives the loss of an endpoint: it\n"
+     "Prints every change to a key, range or prefix as it happens.\nRuns "
+     "until Ctrl-C or SIGTERM (exit 0). Survives the loss of an endpoint: it\n"
      "resumes on another one from the next revision, with no gap and no\n"
      "duplicate. Table output: one line per event, revision first:\n"
      "  REV PUT KEY = VALUE   /   REV DELETE KEY\n\n"
@@ -2435,22 +2435,23 @@ static const struct command commands[] = {
      "Changes a member's peer URLs.\n"},
     {"endpoint", "status", cmd_endpoint, 0, 0, FL(F_CLUSTER), 1,
      "endpoint status [--cluster]",
-     "Asks each endpoint for its status (version, db size, leader, raft\n"
-     "term and index). Exit 1 if any endpoint does not answer.\n\n"
+     "Shows each endpoint's status.\nVersion, db size, leader, raft\n"
+     "term and index. Exit 1 if any endpoint does not answer.\n\n"
      "  --cluster           ask every member (from the member list)\n"},
     {"endpoint", "health", cmd_endpoint, 0, 0, FL(F_CLUSTER), 1,
      "endpoint health [--cluster]",
-     "Checks each endpoint with a linearizable read (it needs a working\n"
-     "leader). Exit 1 if any endpoint is unhealthy.\n\n"
+     "Checks each endpoint's health.\nA linearizable read (it needs a "
+     "working\nleader). Exit 1 if any endpoint is unhealthy.\n\n"
      "  --cluster           check every member (from the member list)\n"},
     {"snapshot", "save", cmd_snapshot, 1, 1, 0, 1, "snapshot save FILE",
-     "Streams a snapshot of the database to FILE (written as FILE.part,\n"
+     "Saves a snapshot of the database to FILE.\nWritten as FILE.part,\n"
      "checked against the sha256 etcd appends, then renamed). A progress\n"
      "bar is drawn when stdout is a terminal. No deadline unless\n"
      "--command-timeout is given.\n"},
     {"snapshot", "status", cmd_snapshot, 1, 1, 0, 0, "snapshot status FILE",
-     "Checks a saved snapshot file: size, format, sha256, and whether the\n"
-     "sha256 trailer matches. Exit 1 if it does not; 3 if FILE is missing.\n"},
+     "Checks a saved snapshot file.\nSize, format, sha256, and whether "
+     "the\nsha256 trailer matches. Exit 1 if it does not; 3 if FILE is "
+     "missing.\n"},
     {"compact", NULL, cmd_compact, 1, 1, FL(F_PHYSICAL), 1,
      "compact REVISION [--physical]",
      "Discards history before REVISION.\n\n"
@@ -2459,7 +2460,7 @@ static const struct command commands[] = {
      "Defragments each endpoint's database (one at a time).\n\n"
      "  --cluster           every member (from the member list)\n"},
     {"move-leader", NULL, cmd_move_leader, 1, 1, 0, 1, "move-leader TARGET_ID",
-     "Transfers leadership to the member TARGET_ID (hex). --endpoints must\n"
+     "Transfers leadership to the member TARGET_ID (hex).\n--endpoints must\n"
      "include the current leader.\n"},
     {"alarm", "list", cmd_alarm, 0, 0, 0, 1, "alarm list",
      "Lists active alarms (NOSPACE, CORRUPT).\n"},
@@ -2467,7 +2468,7 @@ static const struct command commands[] = {
      "Disarms every alarm and prints the ones disarmed.\n"},
     {"history", NULL, cmd_history, 1, 1, FL(F_MAX) | FL(F_REV), 1,
      "history KEY [--max N] [--rev R]",
-     "Lists the past versions of KEY, newest first, with their revisions,\n"
+     "Lists the past versions of KEY with their revisions.\nNewest first, "
      "by reading the key at mod_revision-1 back to its create_revision.\n"
      "Stops at compacted history (with a note). Exit 3 if KEY does not\n"
      "exist.\n\n"
@@ -2476,14 +2477,14 @@ static const struct command commands[] = {
      "                      (for a key deleted since)\n"},
     {"rollback", NULL, cmd_rollback, 1, 1, FL(F_TO_REV), 1,
      "rollback KEY --to-rev N",
-     "Writes the value KEY had at revision N as a new revision. The write\n"
+     "Writes the value KEY had at revision N as a new revision.\nThe write\n"
      "is a txn guarded by the key's current mod_revision: if the key\n"
      "changes in between, nothing is written and keel exits 1. Exit 3 if\n"
      "KEY did not exist at N.\n"},
     {"version", NULL, cmd_version, 0, 0, 0, 0, "version",
      "Prints keel's version.\n"},
     {"completion", NULL, cmd_completion, 1, 1, 0, 0, "completion bash|zsh",
-     "Prints a shell completion script:\n"
+     "Prints a shell completion script.\n"
      "  source <(keel completion bash)     # in ~/.bashrc\n"
      "  source <(keel completion zsh)      # in ~/.zshrc\n"},
     {"cluster", "up", cmd_cluster, 0, 0, 0, 0, "cluster up",
