@@ -88,6 +88,25 @@ print("same" if fa==fb else "differ: %r vs %r"%(fa,fb))' "$2" "$3" "$4" 2>&1)
   if [ "$r" = same ]; then ok "$1"; else fail "$1: $r"; fi
 }
 
+# run_until_output SIG FILE PATTERN CMD...: runs CMD in the background with
+# its stdout in FILE, waits (bounded, 20 s) until FILE matches PATTERN (grep
+# -E), then sends SIG and waits; the exit code is in WRC. (A background job
+# of a script starts with SIGINT ignored: keel's libuv handler still gets
+# it, etcdctl does not, so etcdctl gets TERM.)
+run_until_output() {
+  local sig=$1 file=$2 pat=$3
+  shift 3
+  "$@" >"$file" 2>"$file.err" &
+  local pid=$! i
+  for i in $(seq 1 400); do
+    grep -qE "$pat" "$file" && break
+    sleep 0.05
+  done
+  kill -"$sig" $pid
+  wait $pid
+  WRC=$?
+}
+
 finish() {
   if [ "$FAILS" -ne 0 ]; then
     echo "$FAILS check(s) failed" >&2
