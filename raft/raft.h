@@ -258,9 +258,11 @@ void raft_tick(struct raft *r);
 
 /* Feeds one message from a peer. Returns 0, or KEEL_EBADMSG for a message
  * that cannot be valid (unknown type, zero or own `from`, addressed to
- * another node, entries not contiguous or newer than the message's term, a
- * snapshot with index 0 or more than RAFT_MAX_NODES members); such a
- * message changes nothing. Stale messages are ignored with 0. */
+ * another node, entries not contiguous or newer than the message's term, an
+ * entry with NULL data and a length, indexes that would wrap past
+ * UINT64_MAX, a snapshot with index 0 or a configuration no cluster can
+ * have: no voter, more than RAFT_MAX_NODES members, a zero or repeated id);
+ * such a message changes nothing. Stale messages are ignored with 0. */
 int raft_step(struct raft *r, const struct raft_message *m);
 
 /* Proposes data (copied) as a normal entry. At the leader it is appended
