@@ -729,23 +729,30 @@ static bool promotable(const struct raft *r) {
   return p && !p->learner && !r->u_has_snap;
 }
 
-/* True when a committed membership change waits to be applied. */
+/* True when a committed membership change waits to be applied. The tail
+ * between applied and committed can be long (a restart replays it), so it
+ * is read a page of max_msg_bytes at a time, never whole. */
 static bool pending_conf_unapplied(const struct raft *r) {
   uint64_t lo = r->applied + 1;
   if (lo < log_first(r))
     lo = log_first(r);
-  struct raft_entry *ents;
-  size_t n;
-  if (r->committed < lo)
-    return false;
-  if (log_slice(r, lo, r->committed + 1, UINT64_MAX, &ents, &n) != 0)
-    return true; /* cannot tell: be careful */
-  bool found = false;
-  for (size_t i = 0; i < n; i++)
-    if (ents[i].type == RAFT_ENTRY_CONF_CHANGE)
-      found = true;
-  entries_free(ents, n);
-  return found;
+  while (lo <= r->committed) {
+    struct raft_entry *ents;
+    size_t n;
+    if (log_slice(r, lo, r->committed + 1, r->cfg.max_msg_bytes, &ents, &n) !=
+            0 ||
+        n == 0)
+      return true; /* cannot tell: be careful */
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      if (ents[i].type == RAFT_ENTRY_CONF_CHANGE)
+        found = true;
+    lo = ents[n - 1].index + 1;
+    entries_free(ents, n);
+    if (found)
+      return true;
+  }
+  return false;
 }
 
 /* Records a vote; returns the numbers granted and rejected so far. */
