@@ -279,7 +279,10 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index);
  * unapplied (one change at a time). Errors: KEEL_ENOTLEADER, KEEL_EBUSY
  * (previous change pending / no-op not yet committed), KEEL_EMEMBER (the
  * change makes no sense: adding a member twice, removing a stranger,
- * promoting a non-learner, or leaving no voter), KEEL_ETOOLARGE. */
+ * promoting a non-learner, or leaving no voter), KEEL_ELIMIT (adding would
+ * exceed RAFT_MAX_NODES), -EINVAL (data NULL with len > 0), and the errors
+ * of raft_propose at a leader: KEEL_ETOOLARGE, KEEL_EBUSY (max_uncommitted
+ * reached), KEEL_EDROPPED (a leadership transfer is in progress). */
 int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
                              const void *data, size_t len, uint64_t *index);
 
