@@ -729,23 +729,30 @@ static bool promotable(const struct raft *r) {
   return p && !p->learner && !r->u_has_snap;
 }
 
-/* True when a committed membership change waits to be applied. */
+/* True when a committed membership change waits to be applied. The tail
+ * between applied and committed can be long (a restart replays it), so it
+ * is read a page of max_msg_bytes at a time, never whole. */
 static bool pending_conf_unapplied(const struct raft *r) {
   uint64_t lo = r->applied + 1;
   if (lo < log_first(r))
     lo = log_first(r);
-  struct raft_entry *ents;
-  size_t n;
-  if (r->committed < lo)
-    return false;
-  if (log_slice(r, lo, r->committed + 1, UINT64_MAX, &ents, &n) != 0)
-    return true; /* cannot tell: be careful */
-  bool found = false;
-  for (size_t i = 0; i < n; i++)
-    if (ents[i].type == RAFT_ENTRY_CONF_CHANGE)
-      found = true;
-  entries_free(ents, n);
-  return found;
+  while (lo <= r->committed) {
+    struct raft_entry *ents;
+    size_t n;
+    if (log_slice(r, lo, r->committed + 1, r->cfg.max_msg_bytes, &ents, &n) !=
+            0 ||
+        n == 0)
+      return true; /* cannot tell: be careful */
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      if (ents[i].type == RAFT_ENTRY_CONF_CHANGE)
+        found = true;
+    lo = ents[n - 1].index + 1;
+    entries_free(ents, n);
+    if (found)
+      return true;
+  }
+  return false;
 }
 
 /* Records a vote; returns the numbers granted and rejected so far. */
@@ -1142,6 +1149,29 @@ static void step_follower(struct raft *r, const struct raft_message *m) {
 
 /* ---- step ------------------------------------------------------------- */
 
+/* A snapshot's configuration must be one a cluster can have: at least one
+ * voter, no zero id, no id listed twice (conf_from_meta trusts it). */
+static bool snap_conf_valid(const struct raft_snapshot_meta *s) {
+  if (s->n_voters == 0 || s->n_voters > RAFT_MAX_NODES ||
+      s->n_learners > RAFT_MAX_NODES ||
+      s->n_voters + s->n_learners > RAFT_MAX_NODES)
+    return false;
+  uint64_t ids[RAFT_MAX_NODES];
+  size_t n = 0;
+  for (size_t i = 0; i < s->n_voters; i++)
+    ids[n++] = s->voters[i];
+  for (size_t i = 0; i < s->n_learners; i++)
+    ids[n++] = s->learners[i];
+  for (size_t i = 0; i < n; i++) {
+    if (ids[i] == 0)
+      return false;
+    for (size_t j = i + 1; j < n; j++)
+      if (ids[i] == ids[j])
+        return false;
+  }
+  return true;
+}
+
 static bool msg_valid(const struct raft_message *m) {
   if (m->type <= RAFT_MSG_NONE || m->type > RAFT_MSG_TYPE_MAX)
     return false;
@@ -1151,14 +1181,17 @@ static bool msg_valid(const struct raft_message *m) {
     return false;
   if (m->context_len && !m->context)
     return false;
+  for (size_t i = 0; i < m->n_entries; i++)
+    if (m->entries[i].len && !m->entries[i].data)
+      return false; /* the copy would read through NULL */
+  /* The snapshot's index + 1 starts the log after it: it must not wrap. */
   if (m->type == RAFT_MSG_SNAPSHOT &&
-      (m->snapshot.meta.index == 0 ||
-       m->snapshot.meta.n_voters > RAFT_MAX_NODES ||
-       m->snapshot.meta.n_learners > RAFT_MAX_NODES ||
-       m->snapshot.meta.n_voters + m->snapshot.meta.n_learners >
-           RAFT_MAX_NODES))
+      (m->snapshot.meta.index == 0 || m->snapshot.meta.index == UINT64_MAX ||
+       !snap_conf_valid(&m->snapshot.meta)))
     return false;
   if (m->type == RAFT_MSG_APPEND) {
+    if (m->n_entries > UINT64_MAX - m->index)
+      return false; /* the last index would wrap */
     for (size_t i = 0; i < m->n_entries; i++)
       if (m->entries[i].index != m->index + 1 + i ||
           m->entries[i].term > m->term ||

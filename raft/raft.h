@@ -258,9 +258,11 @@ void raft_tick(struct raft *r);
 
 /* Feeds one message from a peer. Returns 0, or KEEL_EBADMSG for a message
  * that cannot be valid (unknown type, zero or own `from`, addressed to
- * another node, entries not contiguous or newer than the message's term, a
- * snapshot with index 0 or more than RAFT_MAX_NODES members); such a
- * message changes nothing. Stale messages are ignored with 0. */
+ * another node, entries not contiguous or newer than the message's term, an
+ * entry with NULL data and a length, indexes that would wrap past
+ * UINT64_MAX, a snapshot with index 0 or a configuration no cluster can
+ * have: no voter, more than RAFT_MAX_NODES members, a zero or repeated id);
+ * such a message changes nothing. Stale messages are ignored with 0. */
 int raft_step(struct raft *r, const struct raft_message *m);
 
 /* Proposes data (copied) as a normal entry. At the leader it is appended
@@ -277,7 +279,10 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index);
  * unapplied (one change at a time). Errors: KEEL_ENOTLEADER, KEEL_EBUSY
  * (previous change pending / no-op not yet committed), KEEL_EMEMBER (the
  * change makes no sense: adding a member twice, removing a stranger,
- * promoting a non-learner, or leaving no voter), KEEL_ETOOLARGE. */
+ * promoting a non-learner, or leaving no voter), KEEL_ELIMIT (adding would
+ * exceed RAFT_MAX_NODES), -EINVAL (data NULL with len > 0), and the errors
+ * of raft_propose at a leader: KEEL_ETOOLARGE, KEEL_EBUSY (max_uncommitted
+ * reached), KEEL_EDROPPED (a leadership transfer is in progress). */
 int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
                              const void *data, size_t len, uint64_t *index);
 

@@ -1086,6 +1086,58 @@ static void test_step_rejects_malformed(void **state) {
   h_free(net);
 }
 
+/* Entry payloads that cannot be real (NULL data with a length), indexes that
+ * wrap past UINT64_MAX and snapshot configurations no cluster can have (no
+ * voter, a zero or repeated id) are refused like any malformed message,
+ * and change nothing. */
+static void test_step_rejects_malformed_payloads(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  struct raft_entry e = {1, 1, RAFT_ENTRY_NORMAL, NULL, 5};
+  struct raft_message m = msg(RAFT_MSG_APPEND, 2, 1, 1);
+  m.entries = &e;
+  m.n_entries = 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m = msg(RAFT_MSG_PROPOSE, 2, 1, 0);
+  m.entries = &e;
+  m.n_entries = 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  /* prev index + entries past UINT64_MAX */
+  struct raft_entry w = {1, 0, RAFT_ENTRY_NORMAL, "a", 1};
+  m = msg(RAFT_MSG_APPEND, 2, 1, 1);
+  m.index = UINT64_MAX;
+  m.entries = &w;
+  m.n_entries = 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m = msg(RAFT_MSG_SNAPSHOT, 2, 1, 1);
+  m.snapshot.meta.term = 1;
+  m.snapshot.meta.index = UINT64_MAX;
+  m.snapshot.meta.voters[0] = 1;
+  m.snapshot.meta.n_voters = 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m.snapshot.meta.index = 5;
+  m.snapshot.meta.n_voters = 0; /* no voter */
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m.snapshot.meta.voters[1] = 1; /* listed twice */
+  m.snapshot.meta.n_voters = 2;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m.snapshot.meta.voters[1] = 2;
+  m.snapshot.meta.learners[0] = 2; /* voter and learner */
+  m.snapshot.meta.n_learners = 1;
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  m.snapshot.meta.learners[0] = 0; /* zero id */
+  assert_int_equal(raft_step(net->r[1], &m), KEEL_EBADMSG);
+  assert_int_equal(raft_last_index(net->r[1]), 0);
+  assert_int_equal(raft_term(net->r[1]), 0);
+  assert_true(raft_is_voter(net->r[1], 3));
+  /* the same snapshot, well formed, is installed */
+  m.snapshot.meta.learners[0] = 3;
+  assert_int_equal(raft_step(net->r[1], &m), 0);
+  assert_int_equal(raft_last_index(net->r[1]), 5);
+  assert_false(raft_is_voter(net->r[1], 3));
+  h_free(net);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_apply_committed_in_order),
@@ -1133,6 +1185,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_requested_at_follower),
       cmocka_unit_test(test_transfer_aborts),
       cmocka_unit_test(test_step_rejects_malformed),
+      cmocka_unit_test(test_step_rejects_malformed_payloads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

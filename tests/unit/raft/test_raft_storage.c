@@ -157,6 +157,68 @@ static void test_config_validation(void **state) {
   raft_memstore_free(s);
 }
 
+/* A storage that remembers the most entry bytes one entries() call
+ * returned: what the core holds in memory at once from the log. */
+static uint64_t spy_max_bytes;
+static int (*spy_inner)(void *, uint64_t, uint64_t, uint64_t,
+                        struct raft_entry **, size_t *);
+static int spy_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                       struct raft_entry **out, size_t *n) {
+  int rc = spy_inner(ctx, lo, hi, max_bytes, out, n);
+  uint64_t bytes = 0;
+  for (size_t i = 0; rc == 0 && i < *n; i++)
+    bytes += (*out)[i].len;
+  if (bytes > spy_max_bytes)
+    spy_max_bytes = bytes;
+  return rc;
+}
+
+/* A restarted node whose applied index is far behind its commit index
+ * (a big log to replay) checks for unapplied membership changes before it
+ * campaigns: it must read them page by page, not the whole committed tail
+ * at once, and still find a change at the end of it. */
+static void test_campaign_check_reads_log_in_pages(void **state) {
+  (void)state;
+  enum { N = 400, LEN = 1000 };
+  static char blob[LEN];
+  for (int with_cc = 0; with_cc < 2; with_cc++) {
+    struct raft_memstore *s;
+    raft_memstore_new(&s);
+    for (uint64_t i = 1; i <= N; i++) {
+      struct raft_entry e = {1, i, RAFT_ENTRY_NORMAL, blob, LEN};
+      if (with_cc && i == N)
+        e.type = RAFT_ENTRY_CONF_CHANGE;
+      assert_int_equal(raft_memstore_append(s, &e, 1), 0);
+    }
+    struct raft_hard_state hs = {.term = 1, .vote = 0, .commit = N};
+    raft_memstore_set_hard_state(s, &hs);
+    struct raft_config c = {0};
+    c.id = 1;
+    c.voters[0] = 1;
+    c.voters[1] = 2;
+    c.voters[2] = 3;
+    c.n_voters = 3;
+    c.election_tick = 10;
+    c.heartbeat_tick = 1;
+    c.max_inflight = 4;
+    c.max_msg_bytes = 4096;
+    c.max_uncommitted = 100;
+    c.storage = raft_memstore_storage(s);
+    spy_inner = c.storage.entries;
+    c.storage.entries = spy_entries;
+    spy_max_bytes = 0;
+    struct raft *r = NULL;
+    assert_int_equal(raft_new(&c, &r), 0);
+    for (int i = 0; i < 20; i++)
+      raft_tick(r);
+    assert_true(spy_max_bytes <= c.max_msg_bytes + LEN);
+    /* campaigns only without a committed, unapplied change */
+    assert_int_equal(raft_role(r) == RAFT_CANDIDATE, !with_cc);
+    raft_free(r);
+    raft_memstore_free(s);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_storage_empty),
@@ -164,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_storage_entries_byte_limit),
       cmocka_unit_test(test_storage_compaction_and_snapshot),
       cmocka_unit_test(test_config_validation),
+      cmocka_unit_test(test_campaign_check_reads_log_in_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
