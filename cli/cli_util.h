@@ -89,12 +89,11 @@ char *cli_display(const uint8_t *b, size_t n, int hex);
 /* A malloc'd standard base64 (with padding) of b. */
 char *cli_base64(const uint8_t *b, size_t n);
 
-/* SHA-256 (FIPS 180-4), incremental. */
+/* SHA-256, incremental: thin wrappers over OpenSSL's libcrypto (the one
+ * implementation keel uses; store/ and server/ hash with it too). final()
+ * releases what init() took; an allocation failure aborts. */
 struct cli_sha256 {
-  uint32_t h[8];
-  uint64_t len;
-  uint8_t buf[64];
-  size_t nbuf;
+  void *ctx; /* EVP_MD_CTX */
 };
 void cli_sha256_init(struct cli_sha256 *s);
 void cli_sha256_update(struct cli_sha256 *s, const uint8_t *d, size_t n);
