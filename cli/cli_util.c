@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 const char *const cli_flag_names[F_COUNT] = {
     "endpoints",    "dial-timeout", "command-timeout",
     "write-out",    "hex",          "debug",
