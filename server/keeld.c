@@ -50,6 +50,7 @@
 #include "node_standin.h" /* node_standin_encode_put: test endpoints */
 #include "raft.h"
 #include "store.h"
+#include "svc_watch.h"
 
 extern char **environ;
 
@@ -63,6 +64,7 @@ struct app {
   struct keel_config cfg;
   struct store *st;
   struct node *node;
+  struct svc_watch *watch; /* the etcd Watch service */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -353,6 +355,8 @@ static void step_done(struct app *a) {
   for (size_t i = 0; i < a->n_ls; i++)
     keel_client_listener_free(a->ls[i]);
   a->n_ls = 0;
+  svc_watch_free(a->watch);
+  a->watch = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -368,6 +372,7 @@ static void on_listener_closed(void *ud) {
 static void on_node_stopped(void *ud) {
   struct app *a = ud;
   a->node = NULL;
+  svc_watch_set_node(a->watch, NULL);
   step_done(a);
 }
 
@@ -446,23 +451,34 @@ int main(int argc, char **argv) {
   }
 
   a->loop = uv_default_loop();
+  rc = svc_watch_new(a->loop, a->st, &a->watch);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot start the watch service",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
   struct node_options no = {0};
   no.cfg = &a->cfg;
   no.store = a->st;
   no.apply = node_apply_codec_ops();
   no.on_removed = on_removed;
   no.removed_ud = a;
+  no.on_applied = svc_watch_on_applied; /* committed events -> watchers */
+  no.applied_ud = a->watch;
   rc = node_new(a->loop, &no, &a->node, err, sizeof(err));
   if (rc) {
     keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot start the node",
                "err=%s reason=\"%s\"", keel_strerror(rc), err);
     return 1;
   }
+  svc_watch_set_node(a->watch, a->node);
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
     keel_client_listener *l;
     rc = keel_client_listener_new(a->loop, NULL, &l);
+    if (rc == 0)
+      rc = svc_watch_register(a->watch, keel_client_listener_grpc(l));
     if (rc == 0) {
       keel_client_listener_route(l, "GET", "/health", on_health, a);
       keel_client_listener_route(l, "GET", "/readyz", on_readyz, a);
