@@ -13,6 +13,7 @@
 #   5. bulk: 500 x 4 KiB puts from 8 parallel writers; a live `-w json`
 #      watcher and a --rev replay both get all, once, in revision order
 #      (run before step 4, while all nodes are up)
+#   6. `etcdctl watch -i` + `progress`: answered with the current revision
 #   4. kill -9 the node the live watcher (endpoints n1,n2,n3) is connected
 #      to, then 20 more puts: etcdctl reconnects to another endpoint and
 #      resumes after the last revision it saw — the 20 arrive exactly once
@@ -218,6 +219,33 @@ for f in bulk-live bulk-rev; do
 done
 ok "bulk delivered within $(($(now_ms) - t0)) ms after the writes"
 kill "$blive" "$brev" 2>/dev/null || true
+
+# 6. `etcdctl watch -i`: a progress request on the stream is answered with
+# the current revision (the stream's watchers are in sync).
+mkfifo "$tmp/cmd"
+touch "$tmp/prog.out"
+etcdctl --endpoints "127.0.0.1:$(client 1)" watch -i <"$tmp/cmd" >"$tmp/prog.out" 2>"$tmp/prog.err" &
+wpids+=($!)
+exec 7>"$tmp/cmd"
+echo "watch --prefix /w/" >&7
+# The watch is up once a write made after it shows (the last write is then
+# the current revision: nothing else writes meanwhile).
+n=0
+seen_progress() { contains "$tmp/prog.out" "^/w/progress$"; }
+until seen_progress; do
+  n=$((n + 1))
+  rp=$(put 2 /w/progress x) || true
+  until_ok 300 seen_progress && break
+  [ $n -lt 50 ] || { bad "watch -i: no event"; break; }
+done
+echo progress >&7
+if until_ok 10000 contains "$tmp/prog.out" "^progress notify: "; then
+  got=$(sed -n 's/^progress notify: //p' "$tmp/prog.out" | head -1)
+  [ "$got" = "$rp" ] && ok "watch -i progress: 'progress notify: $got'" || bad "progress notify: $got, want $rp"
+else
+  bad "watch -i: no progress notify"
+fi
+exec 7>&-
 
 # 4. kill the node the live watcher is connected to.
 victim=0
