@@ -372,7 +372,7 @@ static void on_listener_closed(void *ud) {
 static void on_node_stopped(void *ud) {
   struct app *a = ud;
   a->node = NULL;
-  svc_watch_set_node(a->watch, NULL);
+  svc_watch_set_node(a->watch, NULL, 0);
   step_done(a);
 }
 
@@ -471,7 +471,7 @@ int main(int argc, char **argv) {
                "err=%s reason=\"%s\"", keel_strerror(rc), err);
     return 1;
   }
-  svc_watch_set_node(a->watch, a->node);
+  svc_watch_set_node(a->watch, a->node, a->cfg.election_timeout_ms);
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];

@@ -49,7 +49,8 @@ struct wstream {
   struct wstream *rnext;       /* sw->ready */
   bool queued;
   bool paused;
-  uint8_t *pending; /* one encoded response waiting for room */
+  bool require_leader; /* metadata hasleader: true */
+  uint8_t *pending;    /* one encoded response waiting for room */
   size_t pending_len;
 };
 
@@ -61,6 +62,8 @@ struct svc_watch {
   uv_idle_t flush_idle;
   uv_timer_t catchup_timer;
   uv_timer_t progress_timer;
+  uv_timer_t leader_timer;
+  unsigned no_leader_ticks;
   int handles_open;
   struct wstream *streams;
   struct wstream *ready_head, *ready_tail;
@@ -273,6 +276,36 @@ static void on_catchup(uv_timer_t *t) {
         after.history_reads != before.history_reads ? 0 : CATCHUP_RETRY_MS, 0);
 }
 
+/* etcd's monitorLeader: a member that has known no leader for
+ * SVC_WATCH_NO_LEADER_TICKS election timeouts in a row ends the streams
+ * that asked for a leader (hasleader), so their clients move to a member
+ * that has one instead of waiting on a partitioned one. */
+static void on_leader_check(uv_timer_t *t) {
+  struct svc_watch *sw = t->data;
+  struct node_status ns = {0};
+  if (sw->node)
+    node_status(sw->node, &ns);
+  if (ns.leader != 0) {
+    sw->no_leader_ticks = 0;
+    return;
+  }
+  if (++sw->no_leader_ticks < SVC_WATCH_NO_LEADER_TICKS)
+    return;
+  size_t n = 0;
+  struct wstream *w = sw->streams;
+  while (w) {
+    struct wstream *next = w->next;
+    if (w->require_leader) {
+      stream_fail(w, KEEL_GRPC_UNAVAILABLE, "etcdserver: no leader");
+      n++;
+    }
+    w = next;
+  }
+  if (n)
+    keel_logkv(KEEL_LOG_INFO, COMP, "no leader: watch streams ended",
+               "streams=%zu election_timeouts=%u", n, sw->no_leader_ticks);
+}
+
 static void on_progress(uv_timer_t *t) {
   struct svc_watch *sw = t->data;
   watch_hub_progress_tick(sw->hub);
@@ -412,6 +445,7 @@ static void on_message(keel_grpc_call *call, const uint8_t *msg, size_t len,
     }
     w->sw = sw;
     w->call = call;
+    w->require_leader = hl && strcmp(hl, "true") == 0;
     w->next = sw->streams;
     if (sw->streams)
       sw->streams->prev = w;
@@ -490,8 +524,10 @@ int svc_watch_new(uv_loop_t *loop, struct store *st, struct svc_watch **out) {
   uv_idle_init(loop, &sw->flush_idle);
   uv_timer_init(loop, &sw->catchup_timer);
   uv_timer_init(loop, &sw->progress_timer);
-  sw->flush_idle.data = sw->catchup_timer.data = sw->progress_timer.data = sw;
-  sw->handles_open = 3;
+  uv_timer_init(loop, &sw->leader_timer);
+  sw->flush_idle.data = sw->catchup_timer.data = sw->progress_timer.data =
+      sw->leader_timer.data = sw;
+  sw->handles_open = 4;
   uv_timer_start(&sw->progress_timer, on_progress, SVC_WATCH_PROGRESS_MS,
                  SVC_WATCH_PROGRESS_MS);
   uv_unref((uv_handle_t *)&sw->progress_timer);
@@ -499,8 +535,17 @@ int svc_watch_new(uv_loop_t *loop, struct store *st, struct svc_watch **out) {
   return 0;
 }
 
-void svc_watch_set_node(struct svc_watch *sw, struct node *n) {
+void svc_watch_set_node(struct svc_watch *sw, struct node *n,
+                        uint64_t election_ms) {
   sw->node = n;
+  sw->no_leader_ticks = 0;
+  if (n && election_ms) {
+    uv_timer_start(&sw->leader_timer, on_leader_check, election_ms,
+                   election_ms);
+    uv_unref((uv_handle_t *)&sw->leader_timer);
+  } else {
+    uv_timer_stop(&sw->leader_timer);
+  }
 }
 
 int svc_watch_register(struct svc_watch *sw, keel_grpc_server *srv) {
@@ -540,4 +585,5 @@ void svc_watch_free(struct svc_watch *sw) {
   uv_close((uv_handle_t *)&sw->flush_idle, on_handle_closed);
   uv_close((uv_handle_t *)&sw->catchup_timer, on_handle_closed);
   uv_close((uv_handle_t *)&sw->progress_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&sw->leader_timer, on_handle_closed);
 }

@@ -8,8 +8,8 @@
  *                                         at the store's current revision
  *   node_options.on_applied = svc_watch_on_applied, applied_ud = the service
  *                                         every applied batch is published
- *   svc_watch_set_node(sw, node)          response headers (cluster, member,
- *                                         term) and the hasleader check
+ *   svc_watch_set_node(sw, node, election_ms)  response headers (cluster,
+ *                                         member, term), hasleader checks
  *   svc_watch_register(sw, grpc_server)   for each client listener
  *   svc_watch_free(sw)                    after the listeners and the node
  *                                         are gone
@@ -41,6 +41,7 @@
 #define KEEL_SVC_WATCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -54,6 +55,9 @@
 /* Event bytes (keys + values) per WatchResponse: etcd's default
  * --max-request-bytes, as etcd bounds its watch responses. */
 #define SVC_WATCH_MAX_BATCH_BYTES (1536u * 1024)
+/* Election timeouts without a leader before hasleader streams end (etcd's
+ * maxNoLeaderCnt). */
+#define SVC_WATCH_NO_LEADER_TICKS 3
 
 struct svc_watch;
 
@@ -63,8 +67,15 @@ struct svc_watch;
 int svc_watch_new(uv_loop_t *loop, struct store *st, struct svc_watch **out);
 
 /* The node whose ids/term go into response headers; NULL once it stopped
- * (headers then carry zeros for them, hasleader streams are refused). */
-void svc_watch_set_node(struct svc_watch *sw, struct node *n);
+ * (headers then carry zeros for them, hasleader streams are refused).
+ * election_ms (the node's --election-timeout; 0: no check) paces the
+ * leader check: after SVC_WATCH_NO_LEADER_TICKS checks in a row with no
+ * leader known, every stream opened with metadata `hasleader: true` (what
+ * clientv3 sends) ends with UNAVAILABLE "etcdserver: no leader", as etcd's
+ * monitorLeader does, so its client resumes on a member that has one. A new
+ * such stream is refused the same way while no leader is known. */
+void svc_watch_set_node(struct svc_watch *sw, struct node *n,
+                        uint64_t election_ms);
 
 /* Registers /etcdserverpb.Watch/Watch. Errors: keel_grpc_server_register's. */
 int svc_watch_register(struct svc_watch *sw, keel_grpc_server *srv);

@@ -17,7 +17,10 @@
 #   4. kill -9 the node the live watcher (endpoints n1,n2,n3) is connected
 #      to, then 20 more puts: etcdctl reconnects to another endpoint and
 #      resumes after the last revision it saw — the 20 arrive exactly once
-#   7. SIGTERM the two survivors with watch streams open: both exit 0
+#   8. kill -9 the other survivor: the watcher's node, leaderless, ends the
+#      stream after 3 election timeouts with "etcdserver: no leader"; etcdctl
+#      (as against etcd) prints it and exits 5
+#   7. SIGTERM the last node with watch streams open: it exits 0
 #
 # Usage: watch.sh <path to keeld>
 set -euo pipefail
@@ -42,7 +45,7 @@ cleanup() {
   wait 2>/dev/null || true
   if [ "${fail:-0}" != 0 ]; then
     for i in 1 2 3; do echo "--- log of n$i (last 20 lines)"; tail -20 "$tmp/n$i.log" || true; done
-    for f in "$tmp"/*.out "$tmp"/*.err; do [ -f "$f" ] && { echo "--- $f (last 12 lines)"; tail -12 "$f"; }; done
+    for f in "$tmp"/[!b]*.out "$tmp"/*.err; do [ -f "$f" ] && { echo "--- $f (last 12 lines)"; tail -12 "$f"; }; done
   fi
   rm -rf "$tmp"
 }
@@ -276,7 +279,37 @@ else
 fi
 kill -0 "$live" 2>/dev/null && ok "etcdctl watch still running" || bad "etcdctl watch exited: $(cat "$tmp/live.err")"
 
-# 7. SIGTERM the surviving nodes while watch streams are open: each exits 0
+# 8. Leader loss: kill -9 the other survivor, so the live watcher's node
+# has no leader: after 3 election timeouts it ends the watch stream with
+# "etcdserver: no leader" (hasleader, etcd's monitorLeader), and etcdctl
+# 3.4 — as against etcd — gives the watch up: it prints the reason and
+# exits 5.
+wnode=0
+for i in "${rest[@]}"; do
+  if ss -tnp 2>/dev/null | grep "pid=$live," | grep -q "127.0.0.1:$(client "$i") "; then wnode=$i; fi
+done
+[ $wnode != 0 ] || { bad "cannot tell which node the live watcher uses now"; exit 1; }
+other=${rest[0]}
+[ "$other" != $wnode ] || other=${rest[1]}
+kill -9 "${pids[$other]}"
+{ wait "${pids[$other]}"; } 2>/dev/null || true
+pids[$other]=0
+t0=$(now_ms)
+gone() { ! kill -0 "$live" 2>/dev/null; }
+if until_ok 10000 gone; then
+  st=0
+  wait "$live" 2>/dev/null || st=$?
+  ok "n$wnode without a leader ended the watch stream after $(($(now_ms) - t0)) ms; etcdctl exit $st"
+  [ $st = 5 ] || bad "etcdctl exit status $st, want 5"
+  grep -q "watch was canceled (etcdserver: no leader)" "$tmp/live.err" && ok "etcdctl: '$(head -1 "$tmp/live.err")'" ||
+    bad "etcdctl said: $(cat "$tmp/live.err")"
+  grep -q "no leader: watch streams ended" "$tmp/n$wnode.log" && ok "n$wnode logged it" || bad "n$wnode did not log it"
+else
+  bad "n$wnode kept its watch stream without a leader"
+fi
+rest=($wnode)
+
+# 7. SIGTERM the last node while watch streams are open: each exits 0
 # (the service drops its streams; under a sanitizer build a leak would make
 # the exit status non-zero).
 for i in "${rest[@]}"; do kill -TERM "${pids[$i]}"; done
