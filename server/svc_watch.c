@@ -425,10 +425,9 @@ static void on_message(keel_grpc_call *call, const uint8_t *msg, size_t len,
   struct wstream *w = keel_grpc_call_user(call);
   if (!w) {
     const char *hl = keel_grpc_call_metadata(call, "hasleader");
-    if (hl && strcmp(hl, "true") == 0) {
-      struct node_status ns = {0};
-      if (sw->node)
-        node_status(sw->node, &ns);
+    if (hl && strcmp(hl, "true") == 0 && sw->node) {
+      struct node_status ns;
+      node_status(sw->node, &ns);
       if (ns.leader == 0) {
         keel_grpc_call_finish(call, KEEL_GRPC_UNAVAILABLE,
                               "etcdserver: no leader");
@@ -565,6 +564,7 @@ void svc_watch_stats(const struct svc_watch *sw, struct svc_watch_stats *st) {
   struct watch_hub_stats hs;
   watch_hub_stats(sw->hub, &hs);
   st->watchers = hs.watchers;
+  st->victimized = hs.victimized;
 }
 
 static void on_handle_closed(uv_handle_t *h) {

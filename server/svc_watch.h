@@ -66,8 +66,9 @@ struct svc_watch;
  * (store_revisions), watch_hub_new()'s, -ENOMEM. */
 int svc_watch_new(uv_loop_t *loop, struct store *st, struct svc_watch **out);
 
-/* The node whose ids/term go into response headers; NULL once it stopped
- * (headers then carry zeros for them, hasleader streams are refused).
+/* The node whose ids/term go into response headers; NULL (none yet, or it
+ * stopped; unit tests run without one) puts zeros there and skips the
+ * leader checks.
  * election_ms (the node's --election-timeout; 0: no check) paces the
  * leader check: after SVC_WATCH_NO_LEADER_TICKS checks in a row with no
  * leader known, every stream opened with metadata `hasleader: true` (what
@@ -91,11 +92,12 @@ void svc_watch_on_applied(void *ud, const struct node_apply_out *out,
                           bool snapshot);
 
 struct svc_watch_stats {
-  size_t streams;   /* open Watch streams */
-  size_t watchers;  /* the hub's */
-  uint64_t sent;    /* WatchResponses queued to gRPC */
-  uint64_t events;  /* events in them */
-  uint64_t stalled; /* sends that found the stream's buffer full */
+  size_t streams;      /* open Watch streams */
+  size_t watchers;     /* the hub's */
+  uint64_t sent;       /* WatchResponses queued to gRPC */
+  uint64_t events;     /* events in them */
+  uint64_t stalled;    /* sends that found the stream's buffer full */
+  uint64_t victimized; /* the hub's: watchers that fell back to history */
 };
 void svc_watch_stats(const struct svc_watch *sw, struct svc_watch_stats *st);
 
