@@ -3,8 +3,10 @@
  * orderly stop on SIGTERM/SIGINT.
  *
  *   start: keel_config_load (flags > KEEL_* env > --config-file > default)
- *          -> store_open(--data-dir) -> node_new (raft, disk thread, peer
- *          transport) -> a client listener per --listen-client-urls
+ *          -> store_open(--data-dir) -> svc_watch_new (the etcd Watch
+ *          service; the node hands it every applied batch: on_applied)
+ *          -> node_new (raft, disk thread, peer transport) -> a client
+ *          listener per --listen-client-urls (gRPC: Watch/Watch)
  *          -> log "serving client requests" (tests wait for /health, not
  *          for this line).
  *   stop:  SIGTERM/SIGINT -> listeners stop accepting (in-flight requests
