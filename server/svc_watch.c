@@ -71,6 +71,7 @@ struct svc_watch {
 };
 
 static void on_flush_idle(uv_idle_t *h);
+static void on_ready(void *arg, struct watch_stream *s);
 static void on_catchup(uv_timer_t *t);
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -180,10 +181,14 @@ static void flush(struct wstream *w) {
     if (rc == 0)
       sw->stats.sent++;
     if (w->paused) {
+      /* Resuming delivers held requests at once, and one of them may end
+       * the stream (w and the call gone): pull in the next idle turn
+       * instead (stream_drop unlinks w from that list), touch nothing
+       * after the resume. */
       w->paused = false;
-      keel_grpc_call_resume(w->call); /* may deliver held requests */
-      if (keel_grpc_call_user(w->call) != w)
-        return; /* (cannot be: resume delivers to this stream only) */
+      on_ready(w, NULL);
+      keel_grpc_call_resume(w->call);
+      return;
     }
   }
   struct etcd_header_ids ids;
