@@ -52,6 +52,7 @@ struct wstream {
   bool require_leader; /* metadata hasleader: true */
   uint8_t *pending;    /* one encoded response waiting for room */
   size_t pending_len;
+  size_t pending_events; /* events in it (stats) */
 };
 
 struct svc_watch {
@@ -150,6 +151,7 @@ static int send_or_hold(struct wstream *w, uint8_t *buf, size_t len,
     }
     w->pending = buf;
     w->pending_len = len;
+    w->pending_events = n_events;
     if (!w->paused) {
       w->paused = true;
       keel_grpc_call_pause(w->call);
@@ -178,8 +180,10 @@ static void flush(struct wstream *w) {
       return; /* on_writable brings us back */
     free(w->pending);
     w->pending = NULL;
-    if (rc == 0)
+    if (rc == 0) {
       sw->stats.sent++;
+      sw->stats.events += w->pending_events;
+    }
     if (w->paused) {
       /* Resuming delivers held requests at once, and one of them may end
        * the stream (w and the call gone): pull in the next idle turn
