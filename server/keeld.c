@@ -1,11 +1,13 @@
 /* keeld.c — the keel server program: configuration, logging, the store, the
- * node (node.h), the client port with the etcd gRPC services (svc_kv.h)
- * and its HTTP/1.1 endpoints, and an
- * orderly stop on SIGTERM/SIGINT.
+ * node (node.h), the client port with the etcd gRPC services (svc_kv.h:
+ * KV, Status, MemberList; svc_watch.h: Watch) and its HTTP/1.1 endpoints,
+ * and an orderly stop on SIGTERM/SIGINT.
  *
  *   start: keel_config_load (flags > KEEL_* env > --config-file > default)
- *          -> store_open(--data-dir) -> node_new (raft, disk thread, peer
- *          transport) -> a client listener per --listen-client-urls
+ *          -> store_open(--data-dir) -> svc_watch_new (the etcd Watch
+ *          service; the node hands it every applied batch: on_applied)
+ *          -> node_new (raft, disk thread, peer transport) -> a client
+ *          listener per --listen-client-urls (gRPC: KV, Watch, ...)
  *          -> log "serving client requests" (tests wait for /health, not
  *          for this line).
  *   stop:  SIGTERM/SIGINT -> listeners stop accepting (in-flight requests
@@ -52,6 +54,7 @@
 #include "raft.h"
 #include "store.h"
 #include "svc_kv.h"
+#include "svc_watch.h"
 
 extern char **environ;
 
@@ -65,7 +68,8 @@ struct app {
   struct keel_config cfg;
   struct store *st;
   struct node *node;
-  struct svc_kv *kv; /* etcd KV, Status, MemberList (svc_kv.h) */
+  struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
+  struct svc_watch *watch; /* the etcd Watch service */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -358,6 +362,8 @@ static void step_done(struct app *a) {
   a->n_ls = 0;
   svc_kv_free(a->kv);
   a->kv = NULL;
+  svc_watch_free(a->watch);
+  a->watch = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -373,6 +379,7 @@ static void on_listener_closed(void *ud) {
 static void on_node_stopped(void *ud) {
   struct app *a = ud;
   a->node = NULL;
+  svc_watch_set_node(a->watch, NULL, 0);
   step_done(a);
 }
 
@@ -452,12 +459,20 @@ int main(int argc, char **argv) {
   }
 
   a->loop = uv_default_loop();
+  rc = svc_watch_new(a->loop, a->st, &a->watch);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot start the watch service",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
   struct node_options no = {0};
   no.cfg = &a->cfg;
   no.store = a->st;
   no.apply = node_apply_codec_ops();
   no.on_removed = on_removed;
   no.removed_ud = a;
+  no.on_applied = svc_watch_on_applied; /* committed events -> watchers */
+  no.applied_ud = a->watch;
   rc = node_new(a->loop, &no, &a->node, err, sizeof(err));
   if (rc) {
     keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot start the node",
@@ -470,11 +485,14 @@ int main(int argc, char **argv) {
                "err=%s", keel_strerror(rc));
     return 1;
   }
+  svc_watch_set_node(a->watch, a->node, a->cfg.election_timeout_ms);
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
     keel_client_listener *l;
     rc = keel_client_listener_new(a->loop, NULL, &l);
+    if (rc == 0)
+      rc = svc_watch_register(a->watch, keel_client_listener_grpc(l));
     if (rc == 0) {
       keel_client_listener_route(l, "GET", "/health", on_health, a);
       keel_client_listener_route(l, "GET", "/readyz", on_readyz, a);

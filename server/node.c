@@ -189,6 +189,8 @@ struct node {
   size_t n_members;
   node_removed_fn on_removed;
   void *removed_ud;
+  node_applied_fn on_applied;
+  void *applied_ud;
   bool removed;
 };
 
@@ -767,6 +769,12 @@ static void job_done(void *arg, int status) {
     if (!j->sent[i])
       send_msg(n, &rd->messages[i]);
   finish_confs(n, j);
+
+  /* The observer sees the batch before its waiters are answered, so a
+   * client that wrote and then reads a watch finds the events there. */
+  if (n->on_applied && (j->applied || j->install))
+    n->on_applied(n->applied_ud, j->applied ? &j->out : NULL,
+                  j->install != NULL);
 
   /* Complete the waiters of the entries applied here. */
   uint64_t last = n->applied;
@@ -1565,6 +1573,8 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   n->max_waiters = opt->max_waiters ? opt->max_waiters : 8192;
   n->on_removed = opt->on_removed;
   n->removed_ud = opt->removed_ud;
+  n->on_applied = opt->on_applied;
+  n->applied_ud = opt->applied_ud;
   n->max_reads = opt->max_reads ? opt->max_reads : 8192;
   n->n_buckets = 1;
   while (n->n_buckets < n->max_waiters)

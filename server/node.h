@@ -90,6 +90,18 @@ struct node_applied {
  * program should stop (node_stop) and exit. */
 typedef void (*node_removed_fn)(void *ud);
 
+/* An observer of what the state machine applied (keeld feeds the watch
+ * hub with it). Called on the loop thread once per disk job that applied
+ * committed entries or installed a snapshot, in apply order, after the
+ * LMDB commit (so the revisions are readable) and before the waiters of
+ * those entries are answered. out is NULL when no entry was applied; else
+ * it is the apply hook's output (out->result is the hook's own, e.g.
+ * server/apply's struct apply_result), valid during the call only.
+ * snapshot is true when the job installed a snapshot first (the store's
+ * revisions then jumped; entries in `out` were applied after it). */
+typedef void (*node_applied_fn)(void *ud, const struct node_apply_out *out,
+                                bool snapshot);
+
 struct node_options {
   const struct keel_config *cfg; /* read during node_new() only */
   struct store *store;           /* borrowed; outlives the node */
@@ -100,6 +112,8 @@ struct node_options {
   uint64_t request_timeout_ms;   /* 0: 5000 */
   node_removed_fn on_removed;    /* may be NULL */
   void *removed_ud;
+  node_applied_fn on_applied; /* may be NULL */
+  void *applied_ud;
 };
 
 /* status: see the table above; `applied` is set when status is 0 and the
