@@ -119,8 +119,11 @@ void keel_flag_cache_stats(const keel_flag_cache *cache,
 
 /* Stops the watch and frees the cache once nothing of it is in flight;
  * done (may be NULL) is called then, on the loop. on_change is never
- * called after this call. No thread may call keel_flag_cache_evaluate or
- * _acquire after close begins; sets already held stay valid. */
+ * called after this call; calling this from on_change is allowed. Close
+ * every cache of a client before or together with keel_client_close (the
+ * cache's timer is a handle on the loop). No thread may call
+ * keel_flag_cache_evaluate or _acquire after close begins; sets already held
+ * stay valid. */
 void keel_flag_cache_close(keel_flag_cache *cache, void (*done)(void *ud),
                            void *ud);
 

@@ -572,6 +572,8 @@ static void on_range(const struct keel_result *res, const void *resp,
   }
   if (reload)
     c->st.resyncs++;
+  if (c->closing) /* on_change closed the cache; the timer's close frees it */
+    return;
   struct keel_watch_req wr = {.key = (const uint8_t *)c->prefix,
                               .key_len = c->prefix_len,
                               .range_end = c->range_end,
