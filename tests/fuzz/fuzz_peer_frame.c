@@ -83,9 +83,11 @@ static int is_good_hello(const Keelraft__PeerFrame *f) {
   const Keelraft__Hello *h = f->hello;
   return f->body_case == KEELRAFT__PEER_FRAME__BODY_HELLO &&
          h->protocol_version == PEER_PROTOCOL_VERSION &&
-         h->cluster_id == 0x1111 && h->member_id == 2 && h->cluster_token &&
-         strcmp(h->cluster_token, "fuzz-token") == 0 && h->member_name &&
-         strcmp(h->member_name, "fuzz-b") == 0;
+         /* cluster id 0 is a joining member's Hello, which the transport
+          * accepts from a member it knows (peer.h, cluster_id) */
+         (h->cluster_id == 0x1111 || h->cluster_id == 0) && h->member_id == 2 &&
+         h->cluster_token && strcmp(h->cluster_token, "fuzz-token") == 0 &&
+         h->member_name && strcmp(h->member_name, "fuzz-b") == 0;
 }
 
 static void split_frames(const uint8_t *p, size_t size) {

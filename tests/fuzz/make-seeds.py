@@ -134,6 +134,10 @@ peer = {
                                     b(3, "fuzz-token") + v(4, 3) +
                                     b(5, "fuzz-c"))),
     "hello_bad_version": frame(b(1, v(1, 2) + hello[2:])),
+    # a joining member's Hello: cluster id 0 (omitted), accepted from a
+    # known member with the right token (peer.h)
+    "hello_join_cluster_id_0": frame(b(1, hello.replace(v(2, 0x1111), b""))) +
+    frame(b(2, heartbeat)),
     "first_not_hello": frame(b(2, heartbeat)),
     "hello_twice": hello_frame + hello_frame,
     "empty_frame_after_hello": hello_frame + frame(b""),
