@@ -32,17 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keel_buf.h"
 #include "keel_log.h"
 
 #define IO_HIGH_WATER (256 * 1024)
 #define STREAM_WINDOW (1024 * 1024)
 #define CONN_WINDOW (16 * 1024 * 1024)
 #define STATUS_MSG_MAX 1024
-
-struct bytebuf {
-  uint8_t *p;
-  size_t off, len, cap;
-};
 
 /* The byte-transport seam (plaintext TCP now). */
 struct cli_io_ops {
@@ -88,7 +84,7 @@ struct keel_grpc_client_call {
   struct keel_grpc_client_callbacks cbs;
   void *ud;
   struct keel_grpc_decoder dec;
-  struct bytebuf held, sendq;
+  struct keel_buf held, sendq;
   int paused, send_closed, eof_sent, writable_wanted;
   int stream_closed; /* nghttp2 stream gone */
   int ended;         /* status decided, waiting to be reported */
@@ -121,40 +117,6 @@ void keel_grpc_channel_config_default(struct keel_grpc_channel_config *c) {
 }
 
 /* ---- buffers ---------------------------------------------------------- */
-
-static int buf_append(struct bytebuf *b, const void *data, size_t len) {
-  if (len == 0)
-    return 0;
-  if (b->off > 0 && b->off == b->len)
-    b->off = b->len = 0;
-  if (b->len + len > b->cap) {
-    if (b->off > 0) {
-      memmove(b->p, b->p + b->off, b->len - b->off);
-      b->len -= b->off;
-      b->off = 0;
-    }
-    if (b->len + len > b->cap) {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap < b->len + len)
-        cap *= 2;
-      uint8_t *p = realloc(b->p, cap);
-      if (p == NULL)
-        return -ENOMEM;
-      b->p = p;
-      b->cap = cap;
-    }
-  }
-  memcpy(b->p + b->len, data, len);
-  b->len += len;
-  return 0;
-}
-static size_t buf_size(const struct bytebuf *b) {
-  return b->len - b->off;
-}
-static void buf_free(struct bytebuf *b) {
-  free(b->p);
-  memset(b, 0, sizeof(*b));
-}
 
 /* ---- transport: plaintext TCP ----------------------------------------- */
 
@@ -270,8 +232,8 @@ static void call_end(keel_grpc_client_call *call, int code, const char *msg) {
 
 static void call_free_now(keel_grpc_client_call *call) {
   keel_grpc_decoder_free(&call->dec);
-  buf_free(&call->held);
-  buf_free(&call->sendq);
+  keel_buf_free(&call->held);
+  keel_buf_free(&call->sendq);
   free(call->message);
   free(call);
 }
@@ -305,7 +267,7 @@ static void ch_report(keel_grpc_channel *ch) {
       next = call->next;
       if (!call->ended || call->reported)
         continue;
-      if (call->paused && buf_size(&call->held) > 0 && !call->aborted)
+      if (call->paused && keel_buf_size(&call->held) > 0 && !call->aborted)
         continue; /* deliver the held messages first (on resume) */
       call->reported = 1;
       if (!call->stream_closed && ch->ng &&
@@ -378,9 +340,9 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
     nghttp2_session_consume(ng, stream_id, len);
     return 0;
   }
-  if (call->paused || buf_size(&call->held) > 0) {
-    if (buf_size(&call->held) + len > STREAM_WINDOW ||
-        buf_append(&call->held, data, len) != 0) {
+  if (call->paused || keel_buf_size(&call->held) > 0) {
+    if (keel_buf_size(&call->held) + len > STREAM_WINDOW ||
+        keel_buf_append(&call->held, data, len) != 0) {
       nghttp2_session_consume(ng, stream_id, len);
       call_end(call, KEEL_GRPC_RESOURCE_EXHAUSTED,
                "grpc: server sent past the flow-control window");
@@ -394,7 +356,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
   }
   nghttp2_session_consume(ng, stream_id, (size_t)used);
   if ((size_t)used < len && !call->aborted) {
-    if (buf_append(&call->held, data + used, len - (size_t)used) != 0) {
+    if (keel_buf_append(&call->held, data + used, len - (size_t)used) != 0) {
       nghttp2_session_consume(ng, stream_id, len - (size_t)used);
       call_end(call, KEEL_GRPC_RESOURCE_EXHAUSTED,
                "grpc: out of memory holding input");
@@ -498,7 +460,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
       nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
   if (call == NULL || call->ended)
     return 0;
-  if (buf_size(&call->held) == 0 && !keel_grpc_decoder_idle(&call->dec) &&
+  if (keel_buf_size(&call->held) == 0 && !keel_grpc_decoder_idle(&call->dec) &&
       call->code == KEEL_GRPC_OK) {
     /* The server ended the stream: its (broken) answer. */
     call_end_as(call, KEEL_GRPC_INTERNAL,
@@ -571,7 +533,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
       nghttp2_session_get_stream_user_data(ng, stream_id);
   if (call == NULL)
     return NGHTTP2_ERR_DEFERRED;
-  size_t have = buf_size(&call->sendq);
+  size_t have = keel_buf_size(&call->sendq);
   size_t n = have < length ? have : length;
   if (n > 0)
     memcpy(buf, call->sendq.p + call->sendq.off, n);
@@ -691,7 +653,7 @@ static void ch_fail(keel_grpc_channel *ch, int err, const char *why) {
   for (keel_grpc_client_call *call = ch->calls; call; call = call->next) {
     call->stream_closed = 1;
     call->paused = 0; /* deliver the error now */
-    buf_free(&call->held);
+    keel_buf_free(&call->held);
     call_end(call, KEEL_GRPC_UNAVAILABLE, m);
   }
   if (!uv_is_closing((uv_handle_t *)&ch->tcp))
@@ -888,7 +850,7 @@ void keel_grpc_channel_close(keel_grpc_channel *ch, void (*cb)(void *ud),
   ch->hold++;
   for (keel_grpc_client_call *call = ch->calls; call; call = call->next) {
     call->paused = 0;
-    buf_free(&call->held);
+    keel_buf_free(&call->held);
     call_end(call, KEEL_GRPC_CANCELLED, "channel closed");
   }
   ch->closing = 1;
@@ -989,7 +951,7 @@ size_t keel_grpc_client_writable(const keel_grpc_client_call *call) {
   if (call->ended || call->send_closed)
     return 0;
   size_t lim = call->ch->cfg.call_send_buffer_bytes;
-  size_t q = buf_size(&call->sendq);
+  size_t q = keel_buf_size(&call->sendq);
   size_t f = q >= lim ? 0 : lim - q;
   return f > KEEL_GRPC_PREFIX_LEN ? f - KEEL_GRPC_PREFIX_LEN : 0;
 }
@@ -1002,7 +964,7 @@ int keel_grpc_client_send(keel_grpc_client_call *call, const void *msg,
     return KEEL_ECANCELED;
   if (len > call->ch->cfg.max_send_msg_bytes)
     return KEEL_ELIMIT;
-  size_t q = buf_size(&call->sendq);
+  size_t q = keel_buf_size(&call->sendq);
   if (q > 0 &&
       q + len + KEEL_GRPC_PREFIX_LEN > call->ch->cfg.call_send_buffer_bytes) {
     call->writable_wanted = 1;
@@ -1010,8 +972,8 @@ int keel_grpc_client_send(keel_grpc_client_call *call, const void *msg,
   }
   uint8_t prefix[KEEL_GRPC_PREFIX_LEN];
   keel_grpc_prefix_encode(prefix, len);
-  if (buf_append(&call->sendq, prefix, sizeof(prefix)) != 0 ||
-      buf_append(&call->sendq, msg, len) != 0) {
+  if (keel_buf_append(&call->sendq, prefix, sizeof(prefix)) != 0 ||
+      keel_buf_append(&call->sendq, msg, len) != 0) {
     call->sendq.len = call->sendq.off + q;
     return -ENOMEM;
   }
@@ -1035,7 +997,7 @@ int keel_grpc_client_close_send(keel_grpc_client_call *call) {
 void keel_grpc_client_cancel(keel_grpc_client_call *call) {
   keel_grpc_channel *ch = call->ch;
   call->paused = 0;
-  buf_free(&call->held);
+  keel_buf_free(&call->held);
   call_end(call, KEEL_GRPC_CANCELLED, "canceled by the client");
   ch_report(ch);
 }
@@ -1054,8 +1016,8 @@ void keel_grpc_client_resume(keel_grpc_client_call *call) {
     return;
   call->paused = 0;
   keel_grpc_channel *ch = call->ch;
-  while (!call->paused && buf_size(&call->held) > 0 && !call->aborted) {
-    size_t nheld = buf_size(&call->held);
+  while (!call->paused && keel_buf_size(&call->held) > 0 && !call->aborted) {
+    size_t nheld = keel_buf_size(&call->held);
     ssize_t used = feed(call, call->held.p + call->held.off, nheld);
     size_t u = used < 0 ? nheld : (size_t)used;
     call->held.off += u;
@@ -1063,7 +1025,7 @@ void keel_grpc_client_resume(keel_grpc_client_call *call) {
       nghttp2_session_consume(ch->ng, call->stream_id, u);
   }
   if (call->aborted)
-    buf_free(&call->held);
+    keel_buf_free(&call->held);
   ch_flush(ch); /* window updates; reports a status held behind input */
   ch_report(ch);
 }

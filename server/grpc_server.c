@@ -36,6 +36,7 @@
 
 #include "client_listener.h"
 #include "grpc_conn.h"
+#include "keel_buf.h"
 #include "keel_error.h"
 #include "keel_log.h"
 
@@ -61,11 +62,6 @@ struct keel_grpc_server {
   size_t n_conns;
   keel_grpc_observer_fn observer;
   void *observer_ud;
-};
-
-struct bytebuf {
-  uint8_t *p;
-  size_t off, len, cap; /* live bytes are p[off..len) */
 };
 
 struct keel_h2_conn {
@@ -105,11 +101,11 @@ struct keel_grpc_call {
   uint8_t *req;
   size_t req_len;
   uint64_t n_in;
-  struct bytebuf held;
+  struct keel_buf held;
   int paused, remote_closed, end_pending;
 
   /* outbound */
-  struct bytebuf sendq;
+  struct keel_buf sendq;
   uint64_t n_out;
   int response_started, status_queued;
   int status_code;
@@ -132,44 +128,6 @@ struct keel_grpc_call {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static int buf_append(struct bytebuf *b, const void *data, size_t len) {
-  if (len == 0)
-    return 0;
-  if (b->off > 0 && b->off == b->len) {
-    b->off = b->len = 0;
-  }
-  if (b->len + len > b->cap) {
-    /* Compact first: the consumed prefix is usually most of the buffer. */
-    if (b->off > 0) {
-      memmove(b->p, b->p + b->off, b->len - b->off);
-      b->len -= b->off;
-      b->off = 0;
-    }
-    if (b->len + len > b->cap) {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap < b->len + len)
-        cap *= 2;
-      uint8_t *p = realloc(b->p, cap);
-      if (p == NULL)
-        return -ENOMEM;
-      b->p = p;
-      b->cap = cap;
-    }
-  }
-  memcpy(b->p + b->len, data, len);
-  b->len += len;
-  return 0;
-}
-
-static size_t buf_size(const struct bytebuf *b) {
-  return b->len - b->off;
-}
-
-static void buf_free(struct bytebuf *b) {
-  free(b->p);
-  memset(b, 0, sizeof(*b));
-}
 
 static char *dupn(const uint8_t *s, size_t n) {
   char *p = malloc(n + 1);
@@ -317,8 +275,8 @@ static void call_free_now(keel_grpc_call *call) {
   }
   keel_grpc_decoder_free(&call->dec);
   free(call->req);
-  buf_free(&call->held);
-  buf_free(&call->sendq);
+  keel_buf_free(&call->held);
+  keel_buf_free(&call->sendq);
   free(call->status_msg);
   free(call);
 }
@@ -405,8 +363,8 @@ static void call_detach(keel_grpc_call *call) {
         call->path,
         call->status_queued ? call->status_code : KEEL_GRPC_CANCELLED,
         (uv_hrtime() - call->started_ns) / 1000, call->srv->observer_ud);
-  c->send_buffered -= buf_size(&call->sendq);
-  buf_free(&call->sendq);
+  c->send_buffered -= keel_buf_size(&call->sendq);
+  keel_buf_free(&call->sendq);
   call->conn = NULL;
   if (call->timer_inited)
     uv_timer_stop(&call->timer);
@@ -422,7 +380,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
   struct keel_h2_conn *c = call->conn;
   if (c == NULL)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  size_t have = buf_size(&call->sendq);
+  size_t have = keel_buf_size(&call->sendq);
   size_t n = have < length ? have : length;
   if (n > 0)
     memcpy(buf, call->sendq.p + call->sendq.off, n);
@@ -525,7 +483,7 @@ int keel_grpc_call_send(keel_grpc_call *call, const void *msg, size_t len) {
     return KEEL_ELIMIT;
   struct keel_h2_conn *c = call->conn;
   size_t total = len + KEEL_GRPC_PREFIX_LEN;
-  size_t queued = buf_size(&call->sendq);
+  size_t queued = keel_buf_size(&call->sendq);
   if (queued > 0 &&
       (queued + total > srv->cfg.stream_send_buffer_bytes ||
        c->send_buffered + total > srv->cfg.conn_send_buffer_bytes)) {
@@ -535,16 +493,16 @@ int keel_grpc_call_send(keel_grpc_call *call, const void *msg, size_t len) {
   }
   uint8_t prefix[KEEL_GRPC_PREFIX_LEN];
   keel_grpc_prefix_encode(prefix, len);
-  if (buf_append(&call->sendq, prefix, sizeof(prefix)) != 0 ||
-      buf_append(&call->sendq, msg, len) != 0) {
+  if (keel_buf_append(&call->sendq, prefix, sizeof(prefix)) != 0 ||
+      keel_buf_append(&call->sendq, msg, len) != 0) {
     /* Undo a half-queued prefix so the stream never carries a torn frame. */
     call->sendq.len = call->sendq.off + queued;
     return -ENOMEM;
   }
   c->send_buffered += total;
   call->n_out++;
-  if (buf_size(&call->sendq) > srv->stats.max_stream_send_buffered)
-    srv->stats.max_stream_send_buffered = buf_size(&call->sendq);
+  if (keel_buf_size(&call->sendq) > srv->stats.max_stream_send_buffered)
+    srv->stats.max_stream_send_buffered = keel_buf_size(&call->sendq);
   if (keel_grpc_call_writable(call) < srv->cfg.stream_send_buffer_bytes / 2)
     call->writable_wanted = 1;
   int rv;
@@ -561,7 +519,7 @@ size_t keel_grpc_call_writable(const keel_grpc_call *call) {
   if (call->conn == NULL || call->status_queued || call->handler_done)
     return 0;
   const struct keel_client_listener_config *cfg = &call->srv->cfg;
-  size_t q = buf_size(&call->sendq);
+  size_t q = keel_buf_size(&call->sendq);
   size_t sfree = q >= cfg->stream_send_buffer_bytes
                      ? 0
                      : cfg->stream_send_buffer_bytes - q;
@@ -723,23 +681,23 @@ static void end_of_input(keel_grpc_call *call) {
 
 /* Runs held input through the decoder while not paused. */
 static void drain_held(keel_grpc_call *call) {
-  while (call->conn && !call->paused && buf_size(&call->held) > 0 &&
+  while (call->conn && !call->paused && keel_buf_size(&call->held) > 0 &&
          !call->status_queued) {
     struct keel_h2_conn *c = call->conn;
     int32_t sid = call->stream_id;
-    size_t n = buf_size(&call->held);
+    size_t n = keel_buf_size(&call->held);
     ssize_t used = feed(call, call->held.p + call->held.off, n);
     if (call->conn == NULL)
       return;
     if (used < 0) {
       nghttp2_session_consume(c->ng, sid, n);
-      buf_free(&call->held);
+      keel_buf_free(&call->held);
       return;
     }
     call->held.off += (size_t)used;
     nghttp2_session_consume(c->ng, sid, (size_t)used);
   }
-  if (call->conn && !call->paused && buf_size(&call->held) == 0 &&
+  if (call->conn && !call->paused && keel_buf_size(&call->held) == 0 &&
       call->end_pending) {
     call->end_pending = 0;
     end_of_input(call);
@@ -921,7 +879,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
     call->remote_closed = 1;
     if (call->method == NULL || call->status_queued)
       return 0;
-    if (call->paused || buf_size(&call->held) > 0) {
+    if (call->paused || keel_buf_size(&call->held) > 0) {
       call->end_pending = 1;
       return 0;
     }
@@ -942,11 +900,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
     nghttp2_session_consume(ng, stream_id, len);
     return 0;
   }
-  if (call->paused || buf_size(&call->held) > 0) {
+  if (call->paused || keel_buf_size(&call->held) > 0) {
     /* Un-consumed, so the peer cannot send past the window: a peer that
      * does is broken. */
-    if (buf_size(&call->held) + len > STREAM_WINDOW ||
-        buf_append(&call->held, data, len) != 0) {
+    if (keel_buf_size(&call->held) + len > STREAM_WINDOW ||
+        keel_buf_append(&call->held, data, len) != 0) {
       nghttp2_session_consume(ng, stream_id, len);
       call_fail(call, KEEL_ELIMIT, KEEL_GRPC_RESOURCE_EXHAUSTED,
                 "grpc: peer sent past the flow-control window");
@@ -962,7 +920,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
     size_t rest = len - (size_t)used;
     if (rest > 0 && call->conn && !call->status_queued) {
       /* Paused mid-chunk: hold the rest, un-consumed. */
-      if (buf_append(&call->held, data + used, rest) != 0) {
+      if (keel_buf_append(&call->held, data + used, rest) != 0) {
         nghttp2_session_consume(ng, stream_id, rest);
         call_fail(call, -ENOMEM, KEEL_GRPC_RESOURCE_EXHAUSTED,
                   "grpc: out of memory holding input");

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "keel_buf.h"
 #include "keel_error.h"
 #include "keel_log.h"
 
@@ -115,6 +116,35 @@ static void test_log_long_line_is_cut(void **state) {
   assert_memory_equal(line + len - 4, "...\n", 4);
 }
 
+/* The consumed prefix is reused before the buffer grows, and the live
+ * bytes survive the move. */
+static void test_buf_compacts_before_growing(void **state) {
+  (void)state;
+  struct keel_buf b = {0};
+  uint8_t chunk[1000];
+  for (size_t i = 0; i < sizeof chunk; i++)
+    chunk[i] = (uint8_t)i;
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(keel_buf_append(&b, chunk, sizeof chunk), 0);
+  assert_int_equal(b.cap, 4096);
+  b.off += 3500; /* a consumer took 3,500 bytes */
+  assert_int_equal(keel_buf_size(&b), 500);
+  assert_int_equal(keel_buf_append(&b, chunk, sizeof chunk), 0);
+  assert_int_equal(b.cap, 4096); /* compacted, not grown */
+  assert_int_equal(b.off, 0);
+  assert_int_equal(keel_buf_size(&b), 1500);
+  assert_memory_equal(b.p, chunk + 500, 500);
+  assert_memory_equal(b.p + 500, chunk, 1000);
+  assert_int_equal(keel_buf_append(&b, chunk, 0), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(keel_buf_append(&b, chunk, sizeof chunk), 0);
+  assert_int_equal(b.cap, 8192); /* grown by doubling */
+  assert_int_equal(keel_buf_size(&b), 4500);
+  keel_buf_free(&b);
+  assert_null(b.p);
+  assert_int_equal(keel_buf_size(&b), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror_keel_codes),
@@ -123,6 +153,7 @@ int main(void) {
       cmocka_unit_test(test_log_line_format),
       cmocka_unit_test(test_log_level_filters),
       cmocka_unit_test(test_log_long_line_is_cut),
+      cmocka_unit_test(test_buf_compacts_before_growing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
