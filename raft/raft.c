@@ -1573,6 +1573,25 @@ int raft_transfer_leader(struct raft *r, uint64_t to) {
   return 0;
 }
 
+void raft_report_unreachable(struct raft *r, uint64_t id) {
+  struct progress *p = r->role == RAFT_LEADER ? pr_get(r, id) : NULL;
+  if (p && id != r->id && p->state == PR_REPLICATE)
+    pr_become_probe(r, p);
+}
+
+void raft_report_snapshot(struct raft *r, uint64_t id, bool ok) {
+  struct progress *p = r->role == RAFT_LEADER ? pr_get(r, id) : NULL;
+  if (!p || id == r->id || p->state != PR_SNAPSHOT)
+    return;
+  if (!ok)
+    p->pending_snapshot = 0;
+  pr_become_probe(r, p);
+  /* Paused until the next heartbeat answer: after a delivery the follower's
+   * own answer normally comes first; after a failure the peer is likely
+   * still unreachable, and the heartbeat round retries it soon enough. */
+  p->probe_sent = true;
+}
+
 static uint64_t apply_from(const struct raft *r) {
   uint64_t a = r->applied;
   if (r->u_has_snap && r->u_snap.index > a)

@@ -303,6 +303,21 @@ int raft_read_index(struct raft *r, const void *ctx, size_t len);
  * KEEL_EMEMBER (to is not a voter or is this node). */
 int raft_transfer_leader(struct raft *r, uint64_t to);
 
+/* The transport could not deliver to member `id` (its connection is down or
+ * its send queue is full, so messages were dropped). A leader stops
+ * pipelining appends to it and probes from its match index again instead
+ * of waiting for a heartbeat round to reveal the gap (etcd's
+ * ReportUnreachable). Ignored at a follower or for an unknown member. */
+void raft_report_unreachable(struct raft *r, uint64_t id);
+
+/* The snapshot the core asked to send to `id` (a RAFT_MSG_SNAPSHOT) was
+ * delivered (ok) or failed. A leader leaves the SNAPSHOT state at once:
+ * after a failure it will send a new snapshot at the next heartbeat round
+ * rather than after two election timeouts; after a delivery it waits for
+ * the follower's answer (etcd's ReportSnapshot). Ignored unless the member
+ * is waiting for a snapshot. */
+void raft_report_snapshot(struct raft *r, uint64_t id, bool ok);
+
 bool raft_has_ready(struct raft *r);
 /* Fills *rd; raft_has_ready() must have answered true. */
 void raft_ready(struct raft *r, struct raft_ready *rd);

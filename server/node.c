@@ -989,6 +989,16 @@ static int snap_pull(void *ud, struct peer_transport *t, uint64_t to) {
   return len ? 1 : 0;
 }
 
+/* The transport dropped frames for `peer` (queue full or no connection):
+ * the leader stops pipelining to it and probes (raft_report_unreachable). */
+static void on_peer_unreachable(void *ctx, uint64_t peer) {
+  struct node *n = ctx;
+  if (n->state == N_CLOSING)
+    return;
+  raft_report_unreachable(n->r, peer);
+  kick(n);
+}
+
 static void snap_out_done(void *ud, int status) {
   struct snap_out *o = ud;
   struct node *n = o->n;
@@ -997,6 +1007,12 @@ static void snap_out_done(void *ud, int status) {
       n->outs[i] = n->outs[--n->n_outs];
       break;
     }
+  /* The core waits in its SNAPSHOT state for this outcome (raft.h): a
+   * failed stream is retried at the next heartbeat round. */
+  if (n->state != N_CLOSING) {
+    raft_report_snapshot(n->r, o->to, status == 0);
+    kick(n);
+  }
   keel_logkv(status ? KEEL_LOG_WARN : KEEL_LOG_INFO, COMP,
              status ? "snapshot stream failed" : "snapshot sent",
              "peer=%016llx index=%llu bytes=%llu err=%s",
@@ -1033,7 +1049,10 @@ static void snapshot_flush(struct node *n) {
               &o->meta.n_learners);
     int rc = peer_transport_stream(n->pt, to, snap_pull, snap_out_done, o);
     if (rc) {
-      /* The core asks again after two election timeouts. */
+      /* No connection to it now: the core asks again at the next
+       * heartbeat round. */
+      raft_report_snapshot(n->r, to, false);
+      kick(n);
       store_snapshot_close(o->snap);
       free(o->buf);
       free(o);
@@ -1717,6 +1736,7 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   peer_transport_options_from_config(cfg, &po);
   po.cluster_id = n->cluster_id; /* the stored one, or 0 to learn it */
   po.on_frame = on_frame;
+  po.on_unreachable = on_peer_unreachable;
   po.ctx = n;
   po.seed = rcfg.seed ^ 0x5bd1e995;
   /* From here on, a failure leaves handles on the loop: keeld exits. */

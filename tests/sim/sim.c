@@ -445,10 +445,15 @@ static void net_send(struct node *from, const struct raft_message *m) {
   if (m->to == 0 || m->to > (uint64_t)S.total)
     return;
   int f = idx_of(from->id), t = idx_of(m->to);
-  if (!S.link[f][t])
+  if (!S.link[f][t] || (!S.live && chance(S.p.loss))) {
+    /* keeld's transport reports what it could not deliver (node.c); the
+     * core must stay safe with those reports arriving mid-Ready. */
+    if (m->type == RAFT_MSG_SNAPSHOT)
+      raft_report_snapshot(from->r, m->to, false);
+    else
+      raft_report_unreachable(from->r, m->to);
     return;
-  if (!S.live && chance(S.p.loss))
-    return;
+  }
   int copies = (!S.live && chance(S.p.dup)) ? 2 : 1;
   for (int c = 0; c < copies; c++) {
     struct event e = {0};
@@ -1147,8 +1152,13 @@ static void handle(struct event *e) {
       break;
     }
     trace(EV_DELIVER, e->node + 1, e->msg, 0);
-    if (e->snap) /* the transport's reassembled stream, kept by index */
+    if (e->snap) { /* the transport's reassembled stream, kept by index */
       nd->incoming[nd->n_incoming++ % 4] = *e->snap;
+      /* the stream ended: its sender learns so (raft_report_snapshot) */
+      struct node *sender = &S.nodes[idx_of(e->msg->from)];
+      if (sender->up && sender->r)
+        raft_report_snapshot(sender->r, e->msg->to, true);
+    }
     raft_step(nd->r, e->msg);
     pump(nd);
     break;

@@ -441,6 +441,47 @@ static void test_flow_lost_snapshot_is_resent(void **state) {
   h_free(net);
 }
 
+/* raft_report_snapshot: a snapshot the transport reports as failed is sent
+ * again at the next heartbeat round, well before the two election timeouts
+ * of the fallback above; a delivered one waits for the follower. */
+static void test_flow_reported_snapshot(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  h_elect(net, 1);
+  h_isolate(net, 3, true);
+  for (int i = 0; i < 5; i++)
+    h_propose(net, 1, "v");
+  struct raft_snapshot_meta conf = {.voters = {1, 2, 3}, .n_voters = 3};
+  assert_int_equal(raft_memstore_compact(net->ms[1], 5, &conf, 0), 0);
+  h_isolate(net, 3, false);
+  net->drop_type = RAFT_MSG_SNAPSHOT;
+  int ticks = 0;
+  while (net->dropped == 0 && ticks < 10) {
+    raft_tick(net->r[1]);
+    h_deliver(net);
+    ticks++;
+  }
+  assert_int_equal(net->dropped, 1);
+  raft_report_snapshot(net->r[1], 3, false);
+  raft_report_snapshot(net->r[2], 3, false); /* a follower ignores it */
+  /* one heartbeat interval later it is resent */
+  for (int t = 0; t < 2 && net->dropped == 1; t++) {
+    raft_tick(net->r[1]);
+    h_deliver(net);
+  }
+  assert_int_equal(net->dropped, 2);
+  /* now let it through and report it delivered */
+  net->drop_type = 0;
+  raft_report_snapshot(net->r[1], 3, true);
+  for (int t = 0; t < 4; t++) {
+    raft_tick(net->r[1]);
+    h_deliver(net);
+  }
+  assert_int_equal(raft_last_index(net->r[3]), 6);
+  assert_int_equal(raft_committed(net->r[3]), 6);
+  h_free(net);
+}
+
 /* A follower forwards a proposal to its leader (MSG_PROPOSE); without a
  * leader it refuses. */
 static void test_propose_forwarded_by_follower(void **state) {
@@ -1157,6 +1198,7 @@ int main(void) {
       cmocka_unit_test(test_flow_max_bytes_per_message),
       cmocka_unit_test(test_flow_probe_one_at_a_time),
       cmocka_unit_test(test_flow_lost_snapshot_is_resent),
+      cmocka_unit_test(test_flow_reported_snapshot),
       cmocka_unit_test(test_propose_forwarded_by_follower),
       cmocka_unit_test(test_restart_replays_committed),
       cmocka_unit_test(test_append_rejects_stale_term),

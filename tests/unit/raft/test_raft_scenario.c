@@ -194,11 +194,48 @@ static void test_scenario_replication(void **state) {
   h_free(net);
 }
 
+/* raft_report_unreachable: n3 missed two appends (dropped by its transport);
+ * once reported, the leader probes it from its match index with the next
+ * append instead of a heartbeat round finding the gap. */
+static void test_scenario_report_unreachable(void **state) {
+  (void)state;
+  struct h_net *net = h_new(3, NULL);
+  h_elect(net, 1);
+  h_clear(net);
+  h_isolate(net, 3, true);
+  raft_propose(net->r[1], "b", 1, NULL);
+  raft_propose(net->r[1], "c", 1, NULL);
+  h_deliver(net);
+  h_isolate(net, 3, false);
+  raft_report_unreachable(net->r[1], 3);
+  raft_report_unreachable(net->r[2], 3); /* a follower ignores it */
+  raft_report_unreachable(net->r[1],
+                          9); /* so does the leader, for a stranger */
+  raft_propose(net->r[1], "d", 1, NULL);
+  struct trace t = {0};
+  run(net, &t);
+  static const char *const want[] = {
+      "append 1->2 t1 prev=3/1 n=1 commit=3",
+      /* probing from match (1): everything n3 missed, in one append */
+      "append 1->3 t1 prev=1/1 n=3 commit=3",
+      "append_resp 2->1 t1 index=4",
+      "append_resp 3->1 t1 index=4",
+      "append 1->2 t1 prev=4/1 n=0 commit=4",
+      "append 1->3 t1 prev=4/1 n=0 commit=4",
+      "append_resp 2->1 t1 index=4",
+      "append_resp 3->1 t1 index=4",
+  };
+  expect(&t, want, sizeof(want) / sizeof(want[0]));
+  assert_int_equal(raft_committed(net->r[3]), 4);
+  h_free(net);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_scenario_election),
       cmocka_unit_test(test_scenario_prevote_election),
       cmocka_unit_test(test_scenario_replication),
+      cmocka_unit_test(test_scenario_report_unreachable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
