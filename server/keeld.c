@@ -401,7 +401,7 @@ static void begin_stop(struct app *a, const char *why) {
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "reason=%s", why);
   uv_timer_start(&a->watchdog, on_watchdog, WATCHDOG_MS, 0);
   uv_unref((uv_handle_t *)&a->watchdog);
-  svc_kv_detach(a->kv);         /* new calls: "server stopped" */
+  svc_kv_detach(a->kv); /* new calls: "server stopped" */
   svc_maint_detach(a->maint);
   a->pending = 1 + a->n_ls + 1; /* +1 released below */
   for (size_t i = 0; i < a->n_ls; i++)

@@ -118,8 +118,8 @@ void metrics_family(struct metrics_buf *b, const char *name, const char *help,
   put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void metrics_sample(struct metrics_buf *b, const char *name,
-                    const char *labels, double value) {
+void metrics_sample(struct metrics_buf *b, const char *name, const char *labels,
+                    double value) {
   char num[40];
   fmt_num(num, sizeof(num), value);
   if (labels && labels[0])

@@ -69,8 +69,8 @@ void metrics_family(struct metrics_buf *b, const char *name, const char *help,
 /* "name{labels} value"; labels may be NULL or "". Integers print exactly
  * (a double holds every value below 2^53); NaN and infinities as the
  * format spells them. */
-void metrics_sample(struct metrics_buf *b, const char *name,
-                    const char *labels, double value);
+void metrics_sample(struct metrics_buf *b, const char *name, const char *labels,
+                    double value);
 /* The _bucket (cumulative, le="..." then le="+Inf"), _sum and _count lines
  * of h, each with labels (may be NULL) before le. */
 void metrics_histogram_write(struct metrics_buf *b, const char *name,

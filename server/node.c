@@ -123,7 +123,7 @@ struct ready_job {
   /* filled on the disk thread */
   struct store_entry *committed;
   struct node_apply_out out;
-  bool applied; /* out is the hook's, to release */
+  bool applied;                /* out is the hook's, to release */
   uint64_t write_ns, apply_ns; /* timed on the disk thread (/metrics) */
 };
 

@@ -30,8 +30,8 @@
 #include "svc_maint.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +63,7 @@ struct snap_stream {
   uint8_t *cur, *ahead;
   size_t cur_len, ahead_len;
   uint64_t sent, estimate;
-  bool want_turn; /* budget used with room left: continue next turn */
+  bool want_turn;  /* budget used with room left: continue next turn */
   EVP_MD_CTX *sha; /* over every byte sent: the etcd-style trailer */
 };
 
@@ -241,7 +241,8 @@ static void on_alarm(keel_grpc_call *call, const uint8_t *msg, size_t len,
   if (!a)
     return;
   /* Bad enums are refused here rather than as a no-op entry. */
-  if ((unsigned)a->action > ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE ||
+  if ((unsigned)a->action >
+          ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE ||
       (unsigned)a->alarm > ETCDSERVERPB__ALARM_TYPE__CORRUPT) {
     protobuf_c_message_free_unpacked(&a->base, NULL);
     finish_code(call, -EINVAL);
@@ -367,8 +368,8 @@ static void step_done(void *arg, int status) {
   m->stats.compact_steps++;
   m->keys_valid = false;
   if (status) {
-    keel_logkv(KEEL_LOG_WARN, COMP, "physical compaction step failed",
-               "err=%s", keel_strerror(status));
+    keel_logkv(KEEL_LOG_WARN, COMP, "physical compaction step failed", "err=%s",
+               keel_strerror(status));
     return; /* the next tick tries again */
   }
   if (!more)
@@ -396,7 +397,9 @@ static void submit_step(struct svc_maint *m) {
 static void autocompact_proposed(void *ud, int status,
                                  const struct node_applied *applied) {
   (void)ud;
-  int err = status ? status : applied && applied->resp ? applied->resp->error : 0;
+  int err = status                     ? status
+            : applied && applied->resp ? applied->resp->error
+                                       : 0;
   if (err && err != KEEL_ECOMPACTED)
     keel_logkv(KEEL_LOG_WARN, COMP, "automatic compaction failed", "err=%s",
                keel_strerror(err));
@@ -406,7 +409,8 @@ static void autocompact(struct svc_maint *m, const struct node_status *s) {
   int64_t cur = 0, compacted = 0;
   if (store_revisions(m->st, &cur, &compacted) != 0)
     return;
-  int64_t to = store_autocompact_tick(&m->ac, (int64_t)now_ms(m), cur, compacted);
+  int64_t to =
+      store_autocompact_tick(&m->ac, (int64_t)now_ms(m), cur, compacted);
   /* Only the leader proposes (etcd pauses the compactor elsewhere); the
    * policy still samples on followers so a new leader has a history. */
   if (to <= 0 || s->role != RAFT_LEADER)
@@ -491,8 +495,8 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
-static void on_move_leader(keel_grpc_call *call, const uint8_t *msg,
-                           size_t len, void *ud) {
+static void on_move_leader(keel_grpc_call *call, const uint8_t *msg, size_t len,
+                           void *ud) {
   struct svc_maint *m = ud;
   Etcdserverpb__MoveLeaderRequest *r = (Etcdserverpb__MoveLeaderRequest *)begin(
       m, call, &etcdserverpb__move_leader_request__descriptor, msg, len);
@@ -625,7 +629,8 @@ static void on_idle(uv_idle_t *h);
 static bool snap_pump(struct snap_stream *ss) {
   ss->want_turn = false;
   for (int k = 0; k < SNAP_CHUNKS_PER_TURN; k++) {
-    if (keel_grpc_call_writable(ss->call) < SVC_MAINT_SNAP_CHUNK + SNAP_TAIL + 64)
+    if (keel_grpc_call_writable(ss->call) <
+        SVC_MAINT_SNAP_CHUNK + SNAP_TAIL + 64)
       return false; /* on_writable continues */
     /* cur is the chunk to send, ahead the one after it (empty: cur last) */
     uint8_t *tmp = ss->cur;
@@ -660,8 +665,8 @@ static bool snap_pump(struct snap_stream *ss) {
     ss->sent += ss->cur_len;
     uint64_t remaining = 0;
     if (!last) /* an estimate (the size is known at the end only), > 0 */
-      remaining = ss->estimate > ss->sent ? ss->estimate - ss->sent
-                                          : ss->ahead_len;
+      remaining =
+          ss->estimate > ss->sent ? ss->estimate - ss->sent : ss->ahead_len;
     Etcdserverpb__SnapshotResponse r = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
     r.remaining_bytes = remaining;
     r.blob.data = ss->cur;
@@ -815,12 +820,23 @@ static void on_grpc_call(const char *method, int code, uint64_t duration_us,
 /* /metrics                                                            */
 /* ------------------------------------------------------------------ */
 
-static const char *const code_names[17] = {
-    "OK",           "Canceled",        "Unknown",         "InvalidArgument",
-    "DeadlineExceeded", "NotFound",    "AlreadyExists",   "PermissionDenied",
-    "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
-    "Unimplemented", "Internal",       "Unavailable",     "DataLoss",
-    "Unauthenticated"};
+static const char *const code_names[17] = {"OK",
+                                           "Canceled",
+                                           "Unknown",
+                                           "InvalidArgument",
+                                           "DeadlineExceeded",
+                                           "NotFound",
+                                           "AlreadyExists",
+                                           "PermissionDenied",
+                                           "ResourceExhausted",
+                                           "FailedPrecondition",
+                                           "Aborted",
+                                           "OutOfRange",
+                                           "Unimplemented",
+                                           "Internal",
+                                           "Unavailable",
+                                           "DataLoss",
+                                           "Unauthenticated"};
 
 static int64_t keys_total(struct svc_maint *m) {
   uint64_t now = now_ms(m);
@@ -850,24 +866,41 @@ static void build_page(struct svc_maint *m, struct metrics_buf *b) {
   node_status(m->node, &s);
   metrics_family(b, "keel_raft_term", "Current raft term.", "gauge");
   metrics_sample(b, "keel_raft_term", NULL, (double)s.term);
-  metrics_family(b, "keel_raft_commit_index", "Highest log index known committed.", "gauge");
+  metrics_family(b, "keel_raft_commit_index",
+                 "Highest log index known committed.", "gauge");
   metrics_sample(b, "keel_raft_commit_index", NULL, (double)s.commit);
-  metrics_family(b, "keel_raft_applied_index", "Highest log index applied to the store.", "gauge");
+  metrics_family(b, "keel_raft_applied_index",
+                 "Highest log index applied to the store.", "gauge");
   metrics_sample(b, "keel_raft_applied_index", NULL, (double)s.applied);
-  metrics_family(b, "keel_raft_leader_changes_total", "Leader changes seen by this node.", "counter");
-  metrics_sample(b, "keel_raft_leader_changes_total", NULL, (double)s.leader_changes);
-  metrics_family(b, "keel_raft_is_leader", "1 if this node is the leader, else 0.", "gauge");
+  metrics_family(b, "keel_raft_leader_changes_total",
+                 "Leader changes seen by this node.", "counter");
+  metrics_sample(b, "keel_raft_leader_changes_total", NULL,
+                 (double)s.leader_changes);
+  metrics_family(b, "keel_raft_is_leader",
+                 "1 if this node is the leader, else 0.", "gauge");
   metrics_sample(b, "keel_raft_is_leader", NULL, s.role == RAFT_LEADER ? 1 : 0);
-  metrics_family(b, "keel_proposals_committed_total", "Proposals of this node applied.", "counter");
-  metrics_sample(b, "keel_proposals_committed_total", NULL, (double)s.proposals_applied);
-  metrics_family(b, "keel_proposals_failed_total", "Proposals of this node that failed (dropped, timed out, outcome unknown).", "counter");
-  metrics_sample(b, "keel_proposals_failed_total", NULL, (double)s.proposals_failed);
+  metrics_family(b, "keel_proposals_committed_total",
+                 "Proposals of this node applied.", "counter");
+  metrics_sample(b, "keel_proposals_committed_total", NULL,
+                 (double)s.proposals_applied);
+  metrics_family(b, "keel_proposals_failed_total",
+                 "Proposals of this node that failed (dropped, timed out, "
+                 "outcome unknown).",
+                 "counter");
+  metrics_sample(b, "keel_proposals_failed_total", NULL,
+                 (double)s.proposals_failed);
 
   struct node_metrics nm;
   node_metrics(m->node, &nm);
-  metrics_family(b, "keel_disk_fsync_duration_seconds", "Durable disk writes (raft log append + hard state, one fsync).", "histogram");
-  metrics_histogram_write(b, "keel_disk_fsync_duration_seconds", NULL, &nm.fsync);
-  metrics_family(b, "keel_apply_duration_seconds", "Applying a batch of committed entries to the store.", "histogram");
+  metrics_family(
+      b, "keel_disk_fsync_duration_seconds",
+      "Durable disk writes (raft log append + hard state, one fsync).",
+      "histogram");
+  metrics_histogram_write(b, "keel_disk_fsync_duration_seconds", NULL,
+                          &nm.fsync);
+  metrics_family(b, "keel_apply_duration_seconds",
+                 "Applying a batch of committed entries to the store.",
+                 "histogram");
   metrics_histogram_write(b, "keel_apply_duration_seconds", NULL, &nm.apply);
 
   struct node_member mem[RAFT_MAX_NODES];
@@ -875,7 +908,10 @@ static void build_page(struct svc_maint *m, struct metrics_buf *b) {
   if (nmem > RAFT_MAX_NODES)
     nmem = RAFT_MAX_NODES;
   char lab[256];
-  metrics_family(b, "keel_peer_send_failures_total", "Frames to a peer refused (queue full) or dropped by a failed dial.", "counter");
+  metrics_family(
+      b, "keel_peer_send_failures_total",
+      "Frames to a peer refused (queue full) or dropped by a failed dial.",
+      "counter");
   for (size_t i = 0; i < nmem; i++) {
     struct peer_stats ps;
     char id[20];
@@ -886,7 +922,9 @@ static void build_page(struct svc_maint *m, struct metrics_buf *b) {
     metrics_sample(b, "keel_peer_send_failures_total", lab,
                    (double)(ps.send_refused + ps.frames_dropped));
   }
-  metrics_family(b, "keel_peer_queue_bytes", "Bytes queued for a peer (queued and being written).", "gauge");
+  metrics_family(b, "keel_peer_queue_bytes",
+                 "Bytes queued for a peer (queued and being written).",
+                 "gauge");
   for (size_t i = 0; i < nmem; i++) {
     struct peer_stats ps;
     char id[20];
@@ -897,7 +935,8 @@ static void build_page(struct svc_maint *m, struct metrics_buf *b) {
     metrics_sample(b, "keel_peer_queue_bytes", lab, (double)ps.queue_bytes);
   }
 
-  metrics_family(b, "keel_grpc_requests_total", "gRPC calls ended, by method and status code.", "counter");
+  metrics_family(b, "keel_grpc_requests_total",
+                 "gRPC calls ended, by method and status code.", "counter");
   for (size_t i = 0; i <= SVC_MAINT_MAX_METHODS; i++) {
     const struct method_stat *ms = &m->methods[i];
     if (i >= m->n_methods && i != SVC_MAINT_MAX_METHODS)
@@ -910,31 +949,38 @@ static void build_page(struct svc_maint *m, struct metrics_buf *b) {
       char cl[64];
       metrics_label(cl, sizeof(cl), "code", code_names[c]);
       snprintf(lab, sizeof(lab), "%s,%s", ml, cl);
-      metrics_sample(b, "keel_grpc_requests_total", lab, (double)ms->by_code[c]);
+      metrics_sample(b, "keel_grpc_requests_total", lab,
+                     (double)ms->by_code[c]);
     }
   }
-  metrics_family(b, "keel_grpc_request_duration_seconds", "gRPC call duration, request head to end.", "histogram");
+  metrics_family(b, "keel_grpc_request_duration_seconds",
+                 "gRPC call duration, request head to end.", "histogram");
   for (size_t i = 0; i <= SVC_MAINT_MAX_METHODS; i++) {
     const struct method_stat *ms = &m->methods[i];
     if ((i >= m->n_methods && i != SVC_MAINT_MAX_METHODS) || !ms->dur.count)
       continue;
     metrics_label(lab, sizeof(lab), "method", ms->name);
-    metrics_histogram_write(b, "keel_grpc_request_duration_seconds", lab, &ms->dur);
+    metrics_histogram_write(b, "keel_grpc_request_duration_seconds", lab,
+                            &ms->dur);
   }
 
   struct svc_watch_stats ws = {0};
   if (m->watch)
     svc_watch_stats(m->watch, &ws);
-  metrics_family(b, "keel_watchers", "Watchers registered on this node.", "gauge");
+  metrics_family(b, "keel_watchers", "Watchers registered on this node.",
+                 "gauge");
   metrics_sample(b, "keel_watchers", NULL, (double)ws.watchers);
-  metrics_family(b, "keel_watch_events_sent_total", "Watch events sent to clients.", "counter");
+  metrics_family(b, "keel_watch_events_sent_total",
+                 "Watch events sent to clients.", "counter");
   metrics_sample(b, "keel_watch_events_sent_total", NULL, (double)ws.events);
 
   struct store_size sz = {0};
   (void)store_size(m->st, &sz);
-  metrics_family(b, "keel_db_size_bytes", "Size of the database file (pages in use or free).", "gauge");
+  metrics_family(b, "keel_db_size_bytes",
+                 "Size of the database file (pages in use or free).", "gauge");
   metrics_sample(b, "keel_db_size_bytes", NULL, (double)sz.size);
-  metrics_family(b, "keel_keys_total", "Live keys at the current revision.", "gauge");
+  metrics_family(b, "keel_keys_total", "Live keys at the current revision.",
+                 "gauge");
   metrics_sample(b, "keel_keys_total", NULL, (double)keys_total(m));
 }
 
@@ -974,8 +1020,8 @@ int svc_maint_new(uv_loop_t *loop, struct node *node, struct store *st,
   m->st = st;
   m->cfg = cfg;
   m->watch = watch;
-  snprintf(m->methods[SVC_MAINT_MAX_METHODS].name,
-           sizeof(m->methods[0].name), "unknown");
+  snprintf(m->methods[SVC_MAINT_MAX_METHODS].name, sizeof(m->methods[0].name),
+           "unknown");
   metrics_histogram_init(&m->methods[SVC_MAINT_MAX_METHODS].dur,
                          metrics_latency_bounds, metrics_latency_n);
   if (cfg->auto_compaction_retention > 0) {
