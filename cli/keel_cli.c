@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
+#include "cmd_snapshot_restore.h"
 #include "keel.h"
 
 #define KEEL_CLI_VERSION "0.1.0"
@@ -2286,7 +2287,7 @@ static const char bash_completion[] =
     "|| words=\"--peer-urls --learner\" ;;\n"
     "    endpoint) [ -z \"$sub\" ] && words=\"status health\" || "
     "words=\"--cluster\" ;;\n"
-    "    snapshot) [ -z \"$sub\" ] && words=\"save status\" ;;\n"
+    "    snapshot) [ -z \"$sub\" ] && words=\"save status restore\" ;;\n"
     "    alarm) [ -z \"$sub\" ] && words=\"list disarm\" ;;\n"
     "    completion) words=\"bash zsh\" ;;\n"
     "    compact) words=\"--physical\" ;;\n"
@@ -2452,6 +2453,8 @@ static const struct command commands[] = {
      "Checks a saved snapshot file.\nSize, format, sha256, and whether "
      "the\nsha256 trailer matches. Exit 1 if it does not; 3 if FILE is "
      "missing.\n"},
+    {"snapshot", "restore", cmd_snapshot, 1, 1, 0, 0,
+     cli_snapshot_restore_usage, cli_snapshot_restore_help},
     {"compact", NULL, cmd_compact, 1, 1, FL(F_PHYSICAL), 1,
      "compact REVISION [--physical]",
      "Discards history before REVISION.\n\n"
@@ -2529,6 +2532,9 @@ static void print_cmd_help(const struct command *c) {
 int main(int argc, char **argv) {
   char err[256];
   signal(SIGPIPE, SIG_DFL);
+  /* Offline, with keeld's flags: parsed by the command itself. */
+  if (cli_snapshot_restore_wanted(argc, argv))
+    return cli_snapshot_restore_main(argc, argv);
   if (cli_parse_args(argc, argv, &A, err, sizeof(err)) != 0)
     usage_error("%s", err);
   if (A.npos == 0 || strcmp(A.pos[0], "help") == 0) {
