@@ -22,6 +22,10 @@
  *             JSON reason.
  *   /readyz   200 once this node knows a leader; else 503.
  *   /version  the etcd versions keel speaks and keel's own.
+ *   /metrics  Prometheus text (svc_maint.h; names in decision 0924).
+ *
+ * The rest of Maintenance (Alarm, Defragment, Hash, HashKV, Snapshot,
+ * MoveLeader), automatic and physical compaction: svc_maint.h.
  *
  * TEST ONLY: --unsafe-test-endpoints (taken out of argv before the
  * configuration is read, and printed nowhere but here) adds

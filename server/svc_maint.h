@@ -20,8 +20,9 @@
  *                the stream's send buffer; at most SVC_MAINT_MAX_SNAPSHOTS
  *                at once (each holds an LMDB read txn).
  *   MoveLeader   node_transfer_leader(), then waits (polling the leader
- *                every heartbeat) until the target leads, or answers
- *                etcd's "leader transfer took too long".
+ *                every 100 ms tick) until the target leads, or answers
+ *                etcd's "leader transfer took too long" after the client's
+ *                deadline or 10 election timeouts.
  *
  * Errors carry etcd's codes and messages (etcd_error(); a learner gets
  * "rpc not supported for learner" for all of them, as in etcd 3.4).
