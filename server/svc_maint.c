@@ -726,8 +726,10 @@ static void snap_on_close(keel_grpc_call *call, int reason, void *ud) {
   keel_logkv(KEEL_LOG_INFO, COMP, "snapshot stream ended by the client",
              "reason=%s", keel_strerror(reason));
   keel_grpc_call_finish(call, KEEL_GRPC_CANCELLED, NULL);
-  if (ss)
+  if (ss) {
+    ss->m->stats.snapshots_canceled++;
     snap_end(ss, 0, false);
+  }
 }
 
 static void on_snapshot(keel_grpc_call *call, const uint8_t *msg, size_t len,
@@ -1117,4 +1119,8 @@ void svc_maint_free(struct svc_maint *m) {
 
 void svc_maint_stats(const struct svc_maint *m, struct svc_maint_stats *out) {
   *out = m->stats;
+  out->open_snapshots = m->n_snaps;
+  out->move_waits = 0;
+  for (const struct move_wait *w = m->moves; w; w = w->next)
+    out->move_waits++;
 }

@@ -87,7 +87,10 @@ struct svc_maint_stats {
   uint64_t auto_compactions; /* Compact proposals made by the policy */
   uint64_t compact_steps;    /* store_compact_step jobs run */
   uint64_t defrags;
-  uint64_t snapshots; /* streams completed */
+  uint64_t snapshots;          /* streams completed */
+  uint64_t snapshots_canceled; /* streams the client ended first */
+  size_t open_snapshots;       /* streams holding a store snapshot now */
+  size_t move_waits;           /* MoveLeader calls waiting for the new leader */
 };
 void svc_maint_stats(const struct svc_maint *m, struct svc_maint_stats *out);
 
