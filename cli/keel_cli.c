@@ -2026,15 +2026,20 @@ static int cmd_alarm(const char **p, int n) {
   (void)n;
   struct wait w;
   int disarm = strcmp(p[-1], "disarm") == 0;
-  if (disarm)
-    CALL(&w, "alarm disarm",
-         keel_alarm_disarm(keel_sync_client(S), 0, KEEL_ALARM_NONE, &g_opts,
-                           on_res, &w));
-  else
-    CALL(&w, "alarm list",
-         keel_alarm_list(keel_sync_client(S), &g_opts, on_res, &w));
+  CALL(&w, "alarm list",
+       keel_alarm_list(keel_sync_client(S), &g_opts, on_res, &w));
   CHECK(&w, disarm ? "alarm disarm" : "alarm list", 0);
   const struct keel_alarm_resp *r = w.resp;
+  /* etcd has no wildcard: disarm each listed alarm by member and type, as
+   * etcdctl does, and print the ones disarmed. */
+  for (size_t i = 0; disarm && i < r->n_alarms; i++) {
+    struct wait d;
+    CALL(&d, "alarm disarm",
+         keel_alarm_disarm(keel_sync_client(S), r->alarms[i].member_id,
+                           r->alarms[i].type, &g_opts, on_res, &d));
+    CHECK(&d, "alarm disarm", 0);
+    keel_resp_free(d.resp);
+  }
   static const char *const names[] = {"NONE", "NOSPACE", "CORRUPT"};
   if (g_fmt == FMT_JSON || g_fmt == FMT_YAML) {
     struct cli_node *o = cli_obj(NULL, NULL);
