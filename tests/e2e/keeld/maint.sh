@@ -19,7 +19,8 @@
 #      keel_watchers and keel_watch_events_sent_total
 #   6. NOSPACE: 200 kB values until the quota refuses one; the recorded
 #      nospace session (181-195): alarm list, status errors, health, reads,
-#      del, txn, compaction, defrag, still alarmed, disarm, put works again
+#      del, txn, compaction, defrag, still alarmed, disarm, put works again;
+#      a second NOSPACE listed and disarmed by `keel alarm list/disarm`
 #   7. snapshot save -> `keel snapshot restore` x3 (bad inputs refused, no
 #      directory left) -> a new cluster n4..n6 starts from it with every key,
 #      takes writes; its periodic auto-compaction (retention 1s) compacts
@@ -161,6 +162,14 @@ replay "$(ep 1)" "NOSPACE: alarm, status, reads, compact, defrag, disarm" \
   "${ETCDID[@]}" --sub 188:5="$nbig" --sub "190:compaction 7=compaction $nrev" \
   --sub "190:revision 7=revision $nrev" $(fx 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195)
 expect "no alarm left" "" "$(ectl alarm list)"
+# keel's own alarm commands on a second NOSPACE
+for i in $(seq 21 40); do
+  ectl_at 1 put "big$i" <"$LIB_TMP/big" >/dev/null 2>&1 || break
+done
+want="memberID:$(member_id 1) alarm:NOSPACE"
+expect "keel alarm list shows the NOSPACE of n1" "$want" "$("$KEEL" --endpoints="$(ep 2)" alarm list)"
+expect "keel alarm disarm prints what it disarmed" "$want" "$("$KEEL" --endpoints="$(ep 3)" alarm disarm)"
+expect "no alarm after keel alarm disarm" "" "$(ectl alarm list)"
 
 # 7. snapshot save -> keel snapshot restore -> a new cluster from it
 ( cd "$LIB_TMP" && "$KEEL" --endpoints="$(ep 2)" snapshot save full.db >"$LIB_TMP/save.out" 2>&1 )
