@@ -42,24 +42,26 @@
 #define KEELSNAP_MAGIC "KEELSNAP"
 
 const char cli_snapshot_restore_usage[] =
-    "snapshot restore FILE --data-dir DIR [--name N] [--initial-cluster "
-    "C] [--initial-cluster-token T] [--initial-advertise-peer-urls U]";
+    "snapshot restore FILE --data-dir DIR [flags]";
 
 const char cli_snapshot_restore_help[] =
-    "Builds a new keeld data directory from a snapshot file.\nThe file is\n"
-    "checked against its sha256 trailer first; the restored member starts a\n"
-    "NEW cluster of the members given (new member and cluster ids, keys and\n"
-    "history of the snapshot). Run it once per member, with that member's\n"
-    "--name and --data-dir and the same cluster flags, then start keeld with\n"
-    "the same flags. DIR must not exist. A progress bar is drawn when\n"
-    "stdout is a terminal.\n\n"
+    "Builds a new keeld data directory from a snapshot file.\n"
+    "The file is checked against its sha256 trailer first. The restored\n"
+    "member starts a NEW cluster of the members given: new member and\n"
+    "cluster ids, the keys and history of the snapshot. Run it once per\n"
+    "member with that member's --name and --data-dir and the same cluster\n"
+    "flags, then start keeld with the same flags. DIR must not exist. A\n"
+    "progress bar is drawn when stdout is a terminal. Works offline.\n\n"
     "  --data-dir DIR                    the new data directory (default\n"
     "                                    <name>.keel)\n"
     "  --name N                          this member (default \"default\")\n"
-    "  --initial-cluster C               name=peer-url,... of the new "
-    "cluster\n"
+    "  --initial-cluster C               name=peer-url,... of the new\n"
+    "                                    cluster (default <name>=<peer-url>)\n"
     "  --initial-cluster-token T         default keel-cluster\n"
-    "  --initial-advertise-peer-urls U   this member's peer URL\n";
+    "  --initial-advertise-peer-urls U   this member's peer URL (default\n"
+    "                                    http://127.0.0.1:2380)\n\n"
+    "Exit codes: 0 restored, 1 failed (corrupt, not a keel snapshot), 2\n"
+    "usage (bad flag, DIR exists), 3 FILE not found.\n";
 
 static const char *const restore_flags[] = {
     "data-dir", "name", "initial-cluster", "initial-cluster-token",
