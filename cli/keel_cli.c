@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
+#include "cmd_snapshot_restore.h"
 #include "keel.h"
 
 #define KEEL_CLI_VERSION "0.1.0"
@@ -2025,15 +2026,20 @@ static int cmd_alarm(const char **p, int n) {
   (void)n;
   struct wait w;
   int disarm = strcmp(p[-1], "disarm") == 0;
-  if (disarm)
-    CALL(&w, "alarm disarm",
-         keel_alarm_disarm(keel_sync_client(S), 0, KEEL_ALARM_NONE, &g_opts,
-                           on_res, &w));
-  else
-    CALL(&w, "alarm list",
-         keel_alarm_list(keel_sync_client(S), &g_opts, on_res, &w));
+  CALL(&w, "alarm list",
+       keel_alarm_list(keel_sync_client(S), &g_opts, on_res, &w));
   CHECK(&w, disarm ? "alarm disarm" : "alarm list", 0);
   const struct keel_alarm_resp *r = w.resp;
+  /* etcd has no wildcard: disarm each listed alarm by member and type, as
+   * etcdctl does, and print the ones disarmed. */
+  for (size_t i = 0; disarm && i < r->n_alarms; i++) {
+    struct wait d;
+    CALL(&d, "alarm disarm",
+         keel_alarm_disarm(keel_sync_client(S), r->alarms[i].member_id,
+                           r->alarms[i].type, &g_opts, on_res, &d));
+    CHECK(&d, "alarm disarm", 0);
+    keel_resp_free(d.resp);
+  }
   static const char *const names[] = {"NONE", "NOSPACE", "CORRUPT"};
   if (g_fmt == FMT_JSON || g_fmt == FMT_YAML) {
     struct cli_node *o = cli_obj(NULL, NULL);
@@ -2286,7 +2292,7 @@ static const char bash_completion[] =
     "|| words=\"--peer-urls --learner\" ;;\n"
     "    endpoint) [ -z \"$sub\" ] && words=\"status health\" || "
     "words=\"--cluster\" ;;\n"
-    "    snapshot) [ -z \"$sub\" ] && words=\"save status\" ;;\n"
+    "    snapshot) [ -z \"$sub\" ] && words=\"save status restore\" ;;\n"
     "    alarm) [ -z \"$sub\" ] && words=\"list disarm\" ;;\n"
     "    completion) words=\"bash zsh\" ;;\n"
     "    compact) words=\"--physical\" ;;\n"
@@ -2452,6 +2458,8 @@ static const struct command commands[] = {
      "Checks a saved snapshot file.\nSize, format, sha256, and whether "
      "the\nsha256 trailer matches. Exit 1 if it does not; 3 if FILE is "
      "missing.\n"},
+    {"snapshot", "restore", cmd_snapshot, 1, 1, 0, 0,
+     cli_snapshot_restore_usage, cli_snapshot_restore_help},
     {"compact", NULL, cmd_compact, 1, 1, FL(F_PHYSICAL), 1,
      "compact REVISION [--physical]",
      "Discards history before REVISION.\n\n"
@@ -2529,6 +2537,9 @@ static void print_cmd_help(const struct command *c) {
 int main(int argc, char **argv) {
   char err[256];
   signal(SIGPIPE, SIG_DFL);
+  /* Offline, with keeld's flags: parsed by the command itself. */
+  if (cli_snapshot_restore_wanted(argc, argv))
+    return cli_snapshot_restore_main(argc, argv);
   if (cli_parse_args(argc, argv, &A, err, sizeof(err)) != 0)
     usage_error("%s", err);
   if (A.npos == 0 || strcmp(A.pos[0], "help") == 0) {

@@ -6,6 +6,7 @@ add_library(keel_server_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/node.c
   ${CMAKE_CURRENT_LIST_DIR}/node_apply.c
   ${CMAKE_CURRENT_LIST_DIR}/node_standin.c
+  ${CMAKE_CURRENT_LIST_DIR}/metrics.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_codec.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_storage_lmdb.c
   ${CMAKE_CURRENT_LIST_DIR}/svc_kv.c)

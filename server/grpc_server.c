@@ -1052,6 +1052,13 @@ int keel_h2_conn_new(keel_grpc_server *srv, struct keel_net_io *io,
   }
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+  /* grpc-go sends the dial target as :authority, and etcdctl dials member
+   * URLs with their scheme ("http://127.0.0.1:2379": `endpoint status
+   * --cluster`, `defrag --cluster`), which nghttp2's HTTP checks reset with
+   * PROTOCOL_ERROR while Go's server (etcd) accepts it. gRPC needs none of
+   * those checks: dispatch() checks :method, content-type and :path itself
+   * (decision 0923). */
+  nghttp2_option_set_no_http_messaging(opt, 1);
   int rv = nghttp2_session_server_new2(&c->ng, cbs, c, opt);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);

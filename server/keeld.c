@@ -22,6 +22,10 @@
  *             JSON reason.
  *   /readyz   200 once this node knows a leader; else 503.
  *   /version  the etcd versions keel speaks and keel's own.
+ *   /metrics  Prometheus text (svc_maint.h; names in decision 0924).
+ *
+ * The rest of Maintenance (Alarm, Defragment, Hash, HashKV, Snapshot,
+ * MoveLeader), automatic and physical compaction: svc_maint.h.
  *
  * TEST ONLY: --unsafe-test-endpoints (taken out of argv before the
  * configuration is read, and printed nowhere but here) adds
@@ -54,6 +58,7 @@
 #include "raft.h"
 #include "store.h"
 #include "svc_kv.h"
+#include "svc_maint.h"
 #include "svc_watch.h"
 
 extern char **environ;
@@ -70,6 +75,7 @@ struct app {
   struct node *node;
   struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
   struct svc_watch *watch; /* the etcd Watch service */
+  struct svc_maint *maint; /* Maintenance, /metrics, compaction */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -364,6 +370,8 @@ static void step_done(struct app *a) {
   a->kv = NULL;
   svc_watch_free(a->watch);
   a->watch = NULL;
+  svc_maint_free(a->maint);
+  a->maint = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -397,7 +405,8 @@ static void begin_stop(struct app *a, const char *why) {
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "reason=%s", why);
   uv_timer_start(&a->watchdog, on_watchdog, WATCHDOG_MS, 0);
   uv_unref((uv_handle_t *)&a->watchdog);
-  svc_kv_detach(a->kv);         /* new calls: "server stopped" */
+  svc_kv_detach(a->kv); /* new calls: "server stopped" */
+  svc_maint_detach(a->maint);
   a->pending = 1 + a->n_ls + 1; /* +1 released below */
   for (size_t i = 0; i < a->n_ls; i++)
     if (keel_client_listener_shutdown(a->ls[i], STOP_GRACE_MS,
@@ -486,6 +495,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   svc_watch_set_node(a->watch, a->node, a->cfg.election_timeout_ms);
+  rc = svc_maint_new(a->loop, a->node, a->st, &a->cfg, a->watch, &a->maint);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot create the maintenance service",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
@@ -498,6 +513,8 @@ int main(int argc, char **argv) {
       keel_client_listener_route(l, "GET", "/readyz", on_readyz, a);
       keel_client_listener_route(l, "GET", "/version", on_version, a);
       rc = svc_kv_register(a->kv, keel_client_listener_grpc(l));
+      if (rc == 0)
+        rc = svc_maint_register(a->maint, l);
       if (rc == 0 && a->test_endpoints) {
         keel_client_listener_route(l, "POST", "/test/put", on_test_put, a);
         keel_client_listener_route(l, "GET", "/test/get", on_test_get, a);

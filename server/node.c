@@ -123,7 +123,8 @@ struct ready_job {
   /* filled on the disk thread */
   struct store_entry *committed;
   struct node_apply_out out;
-  bool applied; /* out is the hook's, to release */
+  bool applied;                /* out is the hook's, to release */
+  uint64_t write_ns, apply_ns; /* timed on the disk thread (/metrics) */
 };
 
 struct node {
@@ -192,6 +193,7 @@ struct node {
   node_applied_fn on_applied;
   void *applied_ud;
   bool removed;
+  struct node_metrics metrics; /* histograms for /metrics */
 };
 
 /* A snapshot stream to one follower (loop thread only). */
@@ -666,6 +668,7 @@ static int job_work(void *arg) {
     if ((rc = store_log_set_snapshot(n->st, &sm)) != 0)
       return rc;
   }
+  uint64_t t0 = uv_hrtime();
   if (nc) {
     struct store_apply_batch extra = {
         .append = j->append,
@@ -678,10 +681,16 @@ static int job_work(void *arg) {
     int rc = n->ops.apply(n->ops.ud, n->st, j->committed, nc, &extra, &j->out);
     if (rc == 0)
       j->applied = true;
+    /* One txn, one sync: with an append it is also the durable write. */
+    j->apply_ns = uv_hrtime() - t0;
+    if (j->rd.n_entries || j->has_hs)
+      j->write_ns = j->apply_ns;
     return rc;
   }
-  return store_log_append(n->st, j->append, j->rd.n_entries,
-                          j->has_hs ? &j->hs : NULL);
+  int rc = store_log_append(n->st, j->append, j->rd.n_entries,
+                            j->has_hs ? &j->hs : NULL);
+  j->write_ns = uv_hrtime() - t0;
+  return rc;
 }
 
 static void job_free(struct node *n, struct ready_job *j) {
@@ -739,6 +748,10 @@ static void job_done(void *arg, int status) {
     exit(1);
   }
   struct raft_ready *rd = &j->rd;
+  if (j->write_ns)
+    metrics_histogram_observe(&n->metrics.fsync, (double)j->write_ns / 1e9);
+  if (j->apply_ns)
+    metrics_histogram_observe(&n->metrics.apply, (double)j->apply_ns / 1e9);
   if (rd->hard_state_changed)
     n->durable_term = rd->hard_state.term;
   if (j->install) {
@@ -1595,6 +1608,10 @@ int node_new(uv_loop_t *loop, const struct node_options *opt, struct node **out,
   n->on_applied = opt->on_applied;
   n->applied_ud = opt->applied_ud;
   n->max_reads = opt->max_reads ? opt->max_reads : 8192;
+  metrics_histogram_init(&n->metrics.fsync, metrics_latency_bounds,
+                         metrics_latency_n);
+  metrics_histogram_init(&n->metrics.apply, metrics_latency_bounds,
+                         metrics_latency_n);
   n->n_buckets = 1;
   while (n->n_buckets < n->max_waiters)
     n->n_buckets <<= 1;
@@ -1872,4 +1889,49 @@ void node_stop(struct node *n, uint64_t transfer_ms, node_stopped_fn cb,
     }
   }
   begin_close(n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Maintenance hooks (svc_maint.h)                                     */
+/* ------------------------------------------------------------------ */
+
+void node_metrics(const struct node *n, struct node_metrics *out) {
+  *out = n->metrics;
+}
+
+int node_peer_stats(const struct node *n, uint64_t id, struct peer_stats *out) {
+  if (!n->pt)
+    return KEEL_ENOTFOUND;
+  return peer_transport_peer_stats(n->pt, id, out);
+}
+
+int node_transfer_leader(struct node *n, uint64_t to) {
+  if (n->state != N_RUNNING)
+    return KEEL_ESTOPPED;
+  if (raft_role(n->r) != RAFT_LEADER)
+    return KEEL_ENOTLEADER;
+  if (to == n->id)
+    return 0;
+  uint64_t vo[RAFT_MAX_NODES], le[RAFT_MAX_NODES];
+  size_t nv, nl;
+  raft_conf(n->r, vo, &nv, le, &nl);
+  bool voter = false;
+  for (size_t i = 0; i < nv; i++)
+    voter = voter || vo[i] == to;
+  if (!voter)
+    return KEEL_EMEMBER;
+  int rc = raft_transfer_leader(n->r, to);
+  if (rc == 0) {
+    keel_logkv(KEEL_LOG_INFO, COMP, "transferring leadership", "to=%016llx",
+               (unsigned long long)to);
+    kick(n);
+  }
+  return rc;
+}
+
+int node_disk_submit(struct node *n, disk_work_fn work, disk_done_fn done,
+                     void *arg) {
+  if (n->state == N_CLOSING || !n->dt)
+    return KEEL_ESTOPPED;
+  return disk_thread_submit(n->dt, work, done, arg);
 }

@@ -42,10 +42,13 @@
 
 #include <uv.h>
 
+#include "disk_thread.h"
+#include "metrics.h"
 #include "store.h"
 
 struct keel_config;
 struct node;
+struct peer_stats;
 
 /* What the apply hook produced for one batch of n committed entries. The
  * node allocates ids/proposers (n each, zeroed); the hook fills them and
@@ -183,6 +186,36 @@ struct node_status {
   uint64_t readies; /* disk jobs completed */
 };
 void node_status(const struct node *n, struct node_status *out);
+
+/* Histograms for /metrics, filled on the loop thread from timings taken
+ * on the disk thread. fsync: seconds of each disk job write that had to be
+ * durable (raft log append and/or hard state, with the apply of that turn
+ * when there was one: one LMDB txn, one fsync). apply: seconds of each
+ * apply hook call (decode + store_apply of a committed batch). */
+struct node_metrics {
+  struct metrics_histogram fsync;
+  struct metrics_histogram apply;
+};
+void node_metrics(const struct node *n, struct node_metrics *out);
+
+/* The peer transport's figures for member id (peer.h). Errors:
+ * KEEL_ENOTFOUND (not a peer of this node). */
+int node_peer_stats(const struct node *n, uint64_t id, struct peer_stats *out);
+
+/* Starts handing leadership to voter `to` (raft_transfer_leader); the
+ * caller watches node_status().leader for the outcome. Returns 0 (also
+ * when `to` is this node: nothing to do), KEEL_ENOTLEADER (this node does
+ * not lead), KEEL_EMEMBER (to is not a voter: unknown or a learner),
+ * KEEL_ESTOPPED, or raft_transfer_leader()'s errors. */
+int node_transfer_leader(struct node *n, uint64_t to);
+
+/* Runs a store writer job (defragment, physical compaction) on the node's
+ * disk thread, in order with its Ready jobs, so every LMDB write txn stays
+ * on one thread (store.h). disk_thread_submit()'s contract; also
+ * KEEL_ESTOPPED once the node is closing. The job must not change what the
+ * raft log or the state machine hold. */
+int node_disk_submit(struct node *n, disk_work_fn work, disk_done_fn done,
+                     void *arg);
 
 /* Graceful stop: refuses new requests; a leader hands leadership to another
  * voter (waiting at most transfer_ms for it); then every waiter is

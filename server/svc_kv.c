@@ -10,6 +10,7 @@
 #include "svc_kv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,12 +422,23 @@ static void on_status(keel_grpc_call *call, const uint8_t *msg, size_t len,
   out.raftterm = s.term;
   out.raftappliedindex = s.applied;
   out.islearner = self_learner(kv, s.id);
-  char *errs[1];
-  if (s.leader == 0) {
-    errs[0] = (char *)etcd_error(KEEL_ENOLEADER).message;
-    out.errors = errs;
-    out.n_errors = 1;
-  }
+  /* etcd: "no leader", then every active alarm in its text form. */
+  char *errs[1 + STORE_MAX_ALARMS];
+  char alarm_text[STORE_MAX_ALARMS][64];
+  struct store_alarm_member alarms[STORE_MAX_ALARMS];
+  size_t n_alarms = 0;
+  out.errors = errs;
+  if (s.leader == 0)
+    errs[out.n_errors++] = (char *)etcd_error(KEEL_ENOLEADER).message;
+  if (store_alarm_list(kv->st, alarms, STORE_MAX_ALARMS, &n_alarms) == 0)
+    for (size_t i = 0; i < n_alarms; i++) {
+      snprintf(alarm_text[i], sizeof(alarm_text[i]),
+               "memberID:%" PRIu64 " alarm:%s ", alarms[i].member_id,
+               alarms[i].alarm == STORE_ALARM_NOSPACE   ? "NOSPACE"
+               : alarms[i].alarm == STORE_ALARM_CORRUPT ? "CORRUPT"
+                                                        : "NONE");
+      errs[out.n_errors++] = alarm_text[i];
+    }
   size_t n = protobuf_c_message_get_packed_size(&out.base);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {

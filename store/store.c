@@ -1081,6 +1081,33 @@ int store_nospace_alarm(struct store *st) {
   return v;
 }
 
+int store_alarm_list(struct store *st, struct store_alarm_member *out,
+                     size_t cap, size_t *n) {
+  struct store_db *db;
+  MDB_txn *txn;
+  *n = 0;
+  int rc = store_read_begin(st, &db, &txn);
+  if (rc != 0)
+    return rc;
+  MDB_cursor *cur;
+  if ((rc = mdb_cursor_open(txn, db->dbi[DB_META], &cur)) != 0) {
+    store_read_end(st, db, txn);
+    return store_mdb_err(rc);
+  }
+  MDB_val k = {6, "alarm/"}, d;
+  rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+  while (rc == 0 && k.mv_size == 18 && memcmp(k.mv_data, "alarm/", 6) == 0 &&
+         *n < cap) {
+    out[*n].member_id = be64_get((uint8_t *)k.mv_data + 6);
+    out[*n].alarm = (enum store_alarm_type)be32_get((uint8_t *)k.mv_data + 14);
+    (*n)++;
+    rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  store_read_end(st, db, txn);
+  return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_mdb_err(rc);
+}
+
 int store_size(struct store *st, struct store_size *out) {
   struct store_db *db;
   MDB_txn *txn;

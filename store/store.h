@@ -612,6 +612,10 @@ int store_size(struct store *st, struct store_size *out);
 int store_quota_exceeded(struct store *st, uint64_t cost);
 /* 1 if a NOSPACE alarm is active (applied), else 0. */
 int store_nospace_alarm(struct store *st);
+/* The active alarms as applied (member id order), at most cap copied into
+ * out, *n set to the number copied. A read (any thread). */
+int store_alarm_list(struct store *st, struct store_alarm_member *out,
+                     size_t cap, size_t *n);
 
 /* ------------------------------------------------------------------ */
 /* Defragment                                                          */
