@@ -8,11 +8,12 @@ add_library(keel_server_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/node_standin.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_codec.c
   ${CMAKE_CURRENT_LIST_DIR}/raft_storage_lmdb.c
-  ${CMAKE_CURRENT_LIST_DIR}/svc_kv.c)
+  ${CMAKE_CURRENT_LIST_DIR}/svc_kv.c
+  ${CMAKE_CURRENT_LIST_DIR}/kv_flags.c)
 target_include_directories(keel_server_core PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(keel_server_core PUBLIC keel_server_node keel_raft
                       keel_store keel_server_apply keel_server_net
-                      keel_proto_peer keel_common)
+                      keel_proto_peer keel_flags keel_common)
 
 add_executable(keeld ${CMAKE_CURRENT_LIST_DIR}/keeld.c)
 target_link_libraries(keeld PRIVATE keel_server_core keel_server_net)
