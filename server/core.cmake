@@ -16,4 +16,5 @@ target_link_libraries(keel_server_core PUBLIC keel_server_node keel_raft
                       keel_proto_peer keel_flags keel_common)
 
 add_executable(keeld ${CMAKE_CURRENT_LIST_DIR}/keeld.c)
-target_link_libraries(keeld PRIVATE keel_server_core keel_server_net)
+target_link_libraries(keeld PRIVATE keel_server_core keel_server_net
+                      keel_server_http)

@@ -22,6 +22,15 @@
  *             JSON reason.
  *   /readyz   200 once this node knows a leader; else 503.
  *   /version  the etcd versions keel speaks and keel's own.
+ *   /config/  the Spring Cloud Config Server endpoints (http_config.h)
+ *   /ofrep/v1/evaluate/flags[/{key}]  OFREP (http_ofrep.h); the set is
+ *             X-Keel-Flag-Set or --ofrep-default-flag-set
+ * Both read through one http_kv_reader (decision 0962): a linearizable
+ * read barrier (node_read, ReadIndex) per request, then every source at
+ * the one revision current after it. A node without a leader answers 503
+ * at once (JSON reason); at most HTTP_READS_MAX requests wait for a read
+ * point (past it: 503 "server is busy"); a read that gets no read point
+ * within the node's request timeout is 503 too.
  *
  * TEST ONLY: --unsafe-test-endpoints (taken out of argv before the
  * configuration is read, and printed nowhere but here) adds
@@ -46,6 +55,8 @@
 
 #include "client_listener.h"
 #include "config.h"
+#include "http_config.h"
+#include "http_ofrep.h"
 #include "keel_error.h"
 #include "keel_log.h"
 #include "node.h"
@@ -62,6 +73,8 @@ extern char **environ;
 #define TRANSFER_MS 900
 #define WATCHDOG_MS 1900
 #define KEELD_VERSION "0.1.0"
+/* HTTP requests (/config, OFREP) waiting for a linearizable read point. */
+#define HTTP_READS_MAX 512
 
 struct app {
   uv_loop_t *loop;
@@ -70,6 +83,9 @@ struct app {
   struct node *node;
   struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
   struct svc_watch *watch; /* the etcd Watch service */
+  http_config *http_cfg;   /* /config/ (Spring Cloud Config) */
+  http_ofrep *ofrep;       /* /ofrep/v1/ */
+  size_t http_reads;       /* HTTP requests waiting for node_read() */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -134,6 +150,84 @@ static void on_version(keel_http_request *r, void *ud) {
   respond_json(r, 200,
                "{\"etcdserver\":\"3.4.0\",\"etcdcluster\":\"3.4.0\","
                "\"keel\":\"" KEELD_VERSION "\"}");
+}
+
+/* --- the read seam of /config and OFREP ------------------------------ */
+
+struct http_read {
+  struct app *a;
+  void (*done)(void *arg, int err);
+  void *arg;
+};
+
+static void http_read_done(void *ud, int status) {
+  struct http_read *r = ud;
+  r->a->http_reads--;
+  r->done(r->arg, status);
+  free(r);
+}
+
+/* http_kv_reader.read_barrier: a linearizable read point (ReadIndex), so a
+ * response never shows a state older than a write acknowledged before the
+ * request was sent — on any node. */
+static void http_barrier(void *ctx, void (*done)(void *arg, int err),
+                         void *arg) {
+  struct app *a = ctx;
+  if (a->stopping || !a->node) {
+    done(arg, KEEL_ESTOPPED);
+    return;
+  }
+  struct node_status s;
+  node_status(a->node, &s);
+  if (s.leader == 0) { /* answer now rather than wait out the timeout */
+    done(arg, KEEL_ENOLEADER);
+    return;
+  }
+  if (a->http_reads >= HTTP_READS_MAX) {
+    done(arg, KEEL_EBUSY);
+    return;
+  }
+  struct http_read *r = malloc(sizeof(*r));
+  if (!r) {
+    done(arg, -ENOMEM);
+    return;
+  }
+  r->a = a;
+  r->done = done;
+  r->arg = arg;
+  a->http_reads++;
+  int rc = node_read(a->node, true, http_read_done, r);
+  if (rc) {
+    a->http_reads--;
+    free(r);
+    done(arg, rc);
+  }
+}
+
+static int http_cur_rev(void *ctx, int64_t *cur, int64_t *comp) {
+  struct app *a = ctx;
+  return store_revisions(a->st, cur, comp);
+}
+
+static int http_range(void *ctx, const struct store_range_req *req,
+                      struct store_range_result *out) {
+  struct app *a = ctx;
+  return store_range(a->st, req, out);
+}
+
+static int http_endpoints_new(struct app *a) {
+  struct http_kv_reader rd = {.ctx = a,
+                              .read_barrier = http_barrier,
+                              .current_revision = http_cur_rev,
+                              .range = http_range};
+  int rc = http_config_new(&rd, NULL, &a->http_cfg);
+  if (rc)
+    return rc;
+  struct http_ofrep_options oo;
+  http_ofrep_options_default(&oo);
+  if (a->cfg.ofrep_default_flag_set[0])
+    oo.default_set = a->cfg.ofrep_default_flag_set;
+  return http_ofrep_new(&rd, &oo, &a->ofrep);
 }
 
 /* --- TEST ONLY endpoints --------------------------------------------- */
@@ -364,6 +458,10 @@ static void step_done(struct app *a) {
   a->kv = NULL;
   svc_watch_free(a->watch);
   a->watch = NULL;
+  http_config_free(a->http_cfg);
+  a->http_cfg = NULL;
+  http_ofrep_free(a->ofrep);
+  a->ofrep = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -486,6 +584,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   svc_watch_set_node(a->watch, a->node, a->cfg.election_timeout_ms);
+  rc = http_endpoints_new(a);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot create the HTTP endpoints",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
@@ -498,6 +602,10 @@ int main(int argc, char **argv) {
       keel_client_listener_route(l, "GET", "/readyz", on_readyz, a);
       keel_client_listener_route(l, "GET", "/version", on_version, a);
       rc = svc_kv_register(a->kv, keel_client_listener_grpc(l));
+      if (rc == 0)
+        rc = http_config_register(a->http_cfg, l);
+      if (rc == 0)
+        rc = http_ofrep_register(a->ofrep, l);
       if (rc == 0 && a->test_endpoints) {
         keel_client_listener_route(l, "POST", "/test/put", on_test_put, a);
         keel_client_listener_route(l, "GET", "/test/get", on_test_get, a);

@@ -390,6 +390,7 @@ static void test_help_lists_every_setting(void **state) {
       "peer-send-queue-frames",
       "snapshot-chunk-bytes",
       "disk-queue-jobs",
+      "ofrep-default-flag-set",
   };
   for (size_t i = 0; i < sizeof etcd_flags / sizeof etcd_flags[0]; i++) {
     char flag[80], env[80];
