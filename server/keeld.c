@@ -25,12 +25,12 @@
  *   /config/  the Spring Cloud Config Server endpoints (http_config.h)
  *   /ofrep/v1/evaluate/flags[/{key}]  OFREP (http_ofrep.h); the set is
  *             X-Keel-Flag-Set or --ofrep-default-flag-set
- * Both read through one http_kv_reader (decision 0962): a linearizable
+ * Both read through http_node_read.h (decision 0962): a linearizable
  * read barrier (node_read, ReadIndex) per request, then every source at
  * the one revision current after it. A node without a leader answers 503
- * at once (JSON reason); at most HTTP_READS_MAX requests wait for a read
- * point (past it: 503 "server is busy"); a read that gets no read point
- * within the node's request timeout is 503 too.
+ * at once (JSON reason); at most HTTP_NODE_READ_MAX_WAITING requests wait
+ * for a read point (past it: 503 "busy: try again"); a read that gets no
+ * read point within the node's request timeout is 503 too.
  *
  * TEST ONLY: --unsafe-test-endpoints (taken out of argv before the
  * configuration is read, and printed nowhere but here) adds
@@ -56,6 +56,7 @@
 #include "client_listener.h"
 #include "config.h"
 #include "http_config.h"
+#include "http_node_read.h"
 #include "http_ofrep.h"
 #include "keel_error.h"
 #include "keel_log.h"
@@ -73,19 +74,17 @@ extern char **environ;
 #define TRANSFER_MS 900
 #define WATCHDOG_MS 1900
 #define KEELD_VERSION "0.1.0"
-/* HTTP requests (/config, OFREP) waiting for a linearizable read point. */
-#define HTTP_READS_MAX 512
 
 struct app {
   uv_loop_t *loop;
   struct keel_config cfg;
   struct store *st;
   struct node *node;
-  struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
-  struct svc_watch *watch; /* the etcd Watch service */
-  http_config *http_cfg;   /* /config/ (Spring Cloud Config) */
-  http_ofrep *ofrep;       /* /ofrep/v1/ */
-  size_t http_reads;       /* HTTP requests waiting for node_read() */
+  struct svc_kv *kv;                /* etcd KV, Status, MemberList (svc_kv.h) */
+  struct svc_watch *watch;          /* the etcd Watch service */
+  http_config *http_cfg;            /* /config/ (Spring Cloud Config) */
+  http_ofrep *ofrep;                /* /ofrep/v1/ */
+  struct http_node_reader *http_rd; /* their reads (http_node_read.h) */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -152,75 +151,15 @@ static void on_version(keel_http_request *r, void *ud) {
                "\"keel\":\"" KEELD_VERSION "\"}");
 }
 
-/* --- the read seam of /config and OFREP ------------------------------ */
-
-struct http_read {
-  struct app *a;
-  void (*done)(void *arg, int err);
-  void *arg;
-};
-
-static void http_read_done(void *ud, int status) {
-  struct http_read *r = ud;
-  r->a->http_reads--;
-  r->done(r->arg, status);
-  free(r);
-}
-
-/* http_kv_reader.read_barrier: a linearizable read point (ReadIndex), so a
- * response never shows a state older than a write acknowledged before the
- * request was sent — on any node. */
-static void http_barrier(void *ctx, void (*done)(void *arg, int err),
-                         void *arg) {
-  struct app *a = ctx;
-  if (a->stopping || !a->node) {
-    done(arg, KEEL_ESTOPPED);
-    return;
-  }
-  struct node_status s;
-  node_status(a->node, &s);
-  if (s.leader == 0) { /* answer now rather than wait out the timeout */
-    done(arg, KEEL_ENOLEADER);
-    return;
-  }
-  if (a->http_reads >= HTTP_READS_MAX) {
-    done(arg, KEEL_EBUSY);
-    return;
-  }
-  struct http_read *r = malloc(sizeof(*r));
-  if (!r) {
-    done(arg, -ENOMEM);
-    return;
-  }
-  r->a = a;
-  r->done = done;
-  r->arg = arg;
-  a->http_reads++;
-  int rc = node_read(a->node, true, http_read_done, r);
-  if (rc) {
-    a->http_reads--;
-    free(r);
-    done(arg, rc);
-  }
-}
-
-static int http_cur_rev(void *ctx, int64_t *cur, int64_t *comp) {
-  struct app *a = ctx;
-  return store_revisions(a->st, cur, comp);
-}
-
-static int http_range(void *ctx, const struct store_range_req *req,
-                      struct store_range_result *out) {
-  struct app *a = ctx;
-  return store_range(a->st, req, out);
-}
+/* --- /config and OFREP ------------------------------------------------ */
 
 static int http_endpoints_new(struct app *a) {
-  struct http_kv_reader rd = {.ctx = a,
-                              .read_barrier = http_barrier,
-                              .current_revision = http_cur_rev,
-                              .range = http_range};
-  int rc = http_config_new(&rd, NULL, &a->http_cfg);
+  int rc = http_node_reader_new(a->node, a->st, 0, &a->http_rd);
+  if (rc)
+    return rc;
+  struct http_kv_reader rd;
+  http_node_reader_get(a->http_rd, &rd);
+  rc = http_config_new(&rd, NULL, &a->http_cfg);
   if (rc)
     return rc;
   struct http_ofrep_options oo;
@@ -462,6 +401,8 @@ static void step_done(struct app *a) {
   a->http_cfg = NULL;
   http_ofrep_free(a->ofrep);
   a->ofrep = NULL;
+  http_node_reader_free(a->http_rd);
+  a->http_rd = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -495,8 +436,9 @@ static void begin_stop(struct app *a, const char *why) {
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopping", "reason=%s", why);
   uv_timer_start(&a->watchdog, on_watchdog, WATCHDOG_MS, 0);
   uv_unref((uv_handle_t *)&a->watchdog);
-  svc_kv_detach(a->kv);         /* new calls: "server stopped" */
-  a->pending = 1 + a->n_ls + 1; /* +1 released below */
+  svc_kv_detach(a->kv);                /* new calls: "server stopped" */
+  http_node_reader_detach(a->http_rd); /* new HTTP reads: 503 */
+  a->pending = 1 + a->n_ls + 1;        /* +1 released below */
   for (size_t i = 0; i < a->n_ls; i++)
     if (keel_client_listener_shutdown(a->ls[i], STOP_GRACE_MS,
                                       on_listener_closed, a) != 0)
