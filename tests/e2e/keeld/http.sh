@@ -12,7 +12,7 @@
 #      merged document, placeholders resolved), labels rev-N and a tag from
 #      /config-tags/ in both path forms; 404 for an unknown label, a future
 #      revision, no sources, a path that is no endpoint; 400 for a bad
-#      escape; 405 for POST
+#      escape; 405 for POST; HEAD
 #   2. linearizable: a write acknowledged through the leader is in the very
 #      next /config and OFREP response of a follower (20 times each)
 #   3. OFREP with curl: one flag, bulk with ETag, If-None-Match -> 304, a
@@ -124,6 +124,9 @@ jbody 'j["message"]' | grep -q "no configuration for application 'nope'" &&
 expect "no such endpoint 404" 404 "$(get 3 /config/billing)"
 expect "bad escape 400" 400 "$(get 3 /config/billing/dev%zz)"
 expect "POST 405" 405 "$(get 3 /config/billing/dev -X POST)"
+expect "HEAD 200" 200 "$(get 3 /config/billing/dev -I)"
+# (with -I curl writes the head as the output: nothing may follow it)
+cmp -s "$tmp/head" "$tmp/body" && ok "HEAD: the head only" || bad "HEAD: $(body)"
 
 # --- 2. linearizable reads across nodes -------------------------------------
 # Written through the leader (acknowledged once a quorum has it: the far
