@@ -16,7 +16,7 @@
 #   2. linearizable: a write acknowledged through the leader is in the very
 #      next /config and OFREP response of a follower (20 times each)
 #   3. OFREP with curl: one flag, bulk with ETag, If-None-Match -> 304, a
-#      change makes a new ETag
+#      change makes a new ETag; --ofrep-default-flag-set without the header
 #   4. validation on write (etcdctl, through a follower and the leader): an
 #      invalid definition is refused with InvalidArgument and the message
 #      naming key, JSON path and rule, nothing stored (the revision does not
@@ -31,7 +31,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
-LIB_ARGS=(--unsafe-test-endpoints) # /test/put: fast writes for step 2
+# /test/put: fast writes for step 2; OFREP's set when no header names one
+LIB_ARGS=(--unsafe-test-endpoints --ofrep-default-flag-set web)
 lib_init "$1" 3
 command -v etcdctl >/dev/null || { echo "etcdctl missing (scripts/install-deps.sh)"; exit 1; }
 tmp=$LIB_TMP
@@ -155,7 +156,10 @@ expect "OFREP one flag body" "color #00f blue TARGETING_MATCH" \
 expect "OFREP missing flag 404" 404 \
   "$(get 2 /ofrep/v1/evaluate/flags/nope -X POST -H 'X-Keel-Flag-Set: web' --data '{}')"
 expect "OFREP missing flag code" FLAG_NOT_FOUND "$(jbody 'j["errorCode"]')"
-expect "OFREP no set 400" 400 "$(get 2 /ofrep/v1/evaluate/flags/color -X POST --data '{}')"
+expect "OFREP without X-Keel-Flag-Set: the default set" "200 #f00" \
+  "$(get 2 /ofrep/v1/evaluate/flags/color -X POST --data '{}') $(jbody 'j["value"]')"
+expect "OFREP X-Keel-Flag-Set names another set" 404 \
+  "$(get 2 /ofrep/v1/evaluate/flags/color -X POST -H 'X-Keel-Flag-Set: api' --data '{}')"
 expect "OFREP bulk 200" 200 "$(get 3 /ofrep/v1/evaluate/flags -X POST -H 'X-Keel-Flag-Set: web' --data '{}')"
 etag=$(header ETag)
 expect "OFREP bulk flags" "['bool-flag', 'color', 'num', 'rollout']" "$(jbody 'sorted(f["key"] for f in j["flags"])')"
