@@ -22,7 +22,8 @@
 #      naming key, JSON path and rule, nothing stored (the revision does not
 #      move); a valid one is accepted; a txn with one invalid put writes
 #      nothing; a $ref to a missing evaluator is refused, with the
-#      evaluator in the same txn accepted; not JSON is refused
+#      evaluator in the same txn accepted; an $evaluators write that breaks
+#      a stored flag is refused; not JSON is refused
 #   5. n1 and n2 killed: n3 answers /config and OFREP with 503 and a JSON
 #      reason ("no leader")
 #
