@@ -135,6 +135,10 @@ static const struct setting settings[] = {
      64 * MIB, NULL, "keel: bytes of snapshot data per InstallSnapshot chunk."},
     {"disk-queue-jobs", T_UINT, F(disk_queue_jobs), "1024", 1, 1 << 20, NULL,
      "keel: jobs queued for the disk thread before the loop holds work back."},
+    {"ofrep-default-flag-set", T_STRING, F(ofrep_default_flag_set), "", 0, 0,
+     NULL,
+     "keel: the flag set (/flags/<set>/) OFREP evaluates when a request has "
+     "no X-Keel-Flag-Set header. Default: none (the header is required)."},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -1006,6 +1010,12 @@ static int cross_check(struct loader *ld) {
     return fail_setting(ld, IDX("peer-send-queue-bytes"),
                         "must be at least --peer-max-frame-bytes (%llu)",
                         (unsigned long long)cfg->peer_max_frame_bytes);
+
+  for (const char *p = cfg->ofrep_default_flag_set; *p; p++)
+    if (*p == '/' || (unsigned char)*p < 0x21 || *p == 0x7f)
+      return fail_setting(ld, IDX("ofrep-default-flag-set"),
+                          "a flag set name has no '/', blanks or control "
+                          "characters");
 
   if (cfg->data_dir[0] == '\0')
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s.keel", cfg->name);

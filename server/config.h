@@ -39,6 +39,7 @@
 #define KEEL_CONFIG_MAX_MEMBERS 16 /* members in --initial-cluster */
 #define KEEL_CONFIG_VALUE_MAX 4096 /* bytes in any raw setting value */
 #define KEEL_CONFIG_FILE_MAX (1u << 20) /* bytes in a config file */
+#define KEEL_CONFIG_FLAG_SET_MAX 129    /* bytes in a flag set name, with NUL */
 #define KEEL_CONFIG_ERR_MAX 512         /* a good size for error buffers */
 
 /* A parsed http://host:port URL. Only http is accepted for now (TLS comes
@@ -101,6 +102,9 @@ struct keel_config {
   uint64_t peer_send_queue_frames;
   uint64_t snapshot_chunk_bytes;
   uint64_t disk_queue_jobs;
+  /* The flag set OFREP evaluates when a request has no X-Keel-Flag-Set
+   * header; "" = the header is required. */
+  char ofrep_default_flag_set[KEEL_CONFIG_FLAG_SET_MAX];
 
   /* --- derived --- */
   uint64_t member_id;  /* this node's id */

@@ -462,7 +462,8 @@ static void serve(struct cfg_job *j) {
 static void after_barrier(void *arg, int err) {
   struct cfg_job *j = arg;
   if (err < 0)
-    respond_error(j->req, 503, "read barrier failed: %s", keel_strerror(err));
+    respond_error(j->req, 503, "linearizable read failed: %s",
+                  keel_strerror(err));
   else
     serve(j);
   job_free(j);

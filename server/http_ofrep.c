@@ -408,9 +408,10 @@ static void serve(struct ofrep_job *j) {
 
 static void after_barrier(void *arg, int err) {
   struct ofrep_job *j = arg;
-  if (err < 0)
-    respond_json(j->req, 500,
-                 failure(j->key, "GENERAL", "read barrier failed: %s",
+  if (err < 0) /* no leader, busy, timed out, stopping: the node cannot
+                  serve a read now, another node (or a retry) may */
+    respond_json(j->req, 503,
+                 failure(j->key, "GENERAL", "linearizable read failed: %s",
                          keel_strerror(err)),
                  NULL);
   else

@@ -23,6 +23,15 @@
  *   /readyz   200 once this node knows a leader; else 503.
  *   /version  the etcd versions keel speaks and keel's own.
  *   /metrics  Prometheus text (svc_maint.h; names in decision 0924).
+ *   /config/  the Spring Cloud Config Server endpoints (http_config.h)
+ *   /ofrep/v1/evaluate/flags[/{key}]  OFREP (http_ofrep.h); the set is
+ *             X-Keel-Flag-Set or --ofrep-default-flag-set
+ * Both read through http_node_read.h (decision 0962): a linearizable
+ * read barrier (node_read, ReadIndex) per request, then every source at
+ * the one revision current after it. A node without a leader answers 503
+ * at once (JSON reason); at most HTTP_NODE_READ_MAX_WAITING requests wait
+ * for a read point (past it: 503 "busy: try again"); a read that gets no
+ * read point within the node's request timeout is 503 too.
  *
  * The rest of Maintenance (Alarm, Defragment, Hash, HashKV, Snapshot,
  * MoveLeader), automatic and physical compaction: svc_maint.h.
@@ -50,6 +59,9 @@
 
 #include "client_listener.h"
 #include "config.h"
+#include "http_config.h"
+#include "http_node_read.h"
+#include "http_ofrep.h"
 #include "keel_error.h"
 #include "keel_log.h"
 #include "node.h"
@@ -76,6 +88,11 @@ struct app {
   struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
   struct svc_watch *watch; /* the etcd Watch service */
   struct svc_maint *maint; /* Maintenance, /metrics, compaction */
+  struct svc_kv *kv;                /* etcd KV, Status, MemberList (svc_kv.h) */
+  struct svc_watch *watch;          /* the etcd Watch service */
+  http_config *http_cfg;            /* /config/ (Spring Cloud Config) */
+  http_ofrep *ofrep;                /* /ofrep/v1/ */
+  struct http_node_reader *http_rd; /* their reads (http_node_read.h) */
   keel_client_listener *ls[KEEL_CONFIG_MAX_URLS];
   size_t n_ls;
   size_t pending; /* shutdown steps still running */
@@ -140,6 +157,24 @@ static void on_version(keel_http_request *r, void *ud) {
   respond_json(r, 200,
                "{\"etcdserver\":\"3.4.0\",\"etcdcluster\":\"3.4.0\","
                "\"keel\":\"" KEELD_VERSION "\"}");
+}
+
+/* --- /config and OFREP ------------------------------------------------ */
+
+static int http_endpoints_new(struct app *a) {
+  int rc = http_node_reader_new(a->node, a->st, 0, &a->http_rd);
+  if (rc)
+    return rc;
+  struct http_kv_reader rd;
+  http_node_reader_get(a->http_rd, &rd);
+  rc = http_config_new(&rd, NULL, &a->http_cfg);
+  if (rc)
+    return rc;
+  struct http_ofrep_options oo;
+  http_ofrep_options_default(&oo);
+  if (a->cfg.ofrep_default_flag_set[0])
+    oo.default_set = a->cfg.ofrep_default_flag_set;
+  return http_ofrep_new(&rd, &oo, &a->ofrep);
 }
 
 /* --- TEST ONLY endpoints --------------------------------------------- */
@@ -372,6 +407,12 @@ static void step_done(struct app *a) {
   a->watch = NULL;
   svc_maint_free(a->maint);
   a->maint = NULL;
+  http_config_free(a->http_cfg);
+  a->http_cfg = NULL;
+  http_ofrep_free(a->ofrep);
+  a->ofrep = NULL;
+  http_node_reader_free(a->http_rd);
+  a->http_rd = NULL;
   store_close(a->st);
   a->st = NULL;
   keel_logkv(KEEL_LOG_INFO, "keeld", "stopped", NULL);
@@ -407,7 +448,8 @@ static void begin_stop(struct app *a, const char *why) {
   uv_unref((uv_handle_t *)&a->watchdog);
   svc_kv_detach(a->kv); /* new calls: "server stopped" */
   svc_maint_detach(a->maint);
-  a->pending = 1 + a->n_ls + 1; /* +1 released below */
+  http_node_reader_detach(a->http_rd); /* new HTTP reads: 503 */
+  a->pending = 1 + a->n_ls + 1;        /* +1 released below */
   for (size_t i = 0; i < a->n_ls; i++)
     if (keel_client_listener_shutdown(a->ls[i], STOP_GRACE_MS,
                                       on_listener_closed, a) != 0)
@@ -501,6 +543,12 @@ int main(int argc, char **argv) {
                "err=%s", keel_strerror(rc));
     return 1;
   }
+  rc = http_endpoints_new(a);
+  if (rc) {
+    keel_logkv(KEEL_LOG_ERROR, "keeld", "cannot create the HTTP endpoints",
+               "err=%s", keel_strerror(rc));
+    return 1;
+  }
 
   for (size_t i = 0; i < a->cfg.listen_client_urls.n; i++) {
     const struct keel_url *u = &a->cfg.listen_client_urls.v[i];
@@ -515,6 +563,10 @@ int main(int argc, char **argv) {
       rc = svc_kv_register(a->kv, keel_client_listener_grpc(l));
       if (rc == 0)
         rc = svc_maint_register(a->maint, l);
+      if (rc == 0)
+        rc = http_config_register(a->http_cfg, l);
+      if (rc == 0)
+        rc = http_ofrep_register(a->ofrep, l);
       if (rc == 0 && a->test_endpoints) {
         keel_client_listener_route(l, "POST", "/test/put", on_test_put, a);
         keel_client_listener_route(l, "GET", "/test/get", on_test_get, a);

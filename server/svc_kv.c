@@ -21,6 +21,7 @@
 #include "etcd_codec.h"
 #include "keel_error.h"
 #include "keel_pb.h"
+#include "kv_flags.h"
 #include "node.h"
 #include "raft.h"
 #include "store.h"
@@ -33,6 +34,7 @@ struct svc_kv {
   bool detached;     /* no new calls: the node is stopping or gone */
   struct store *st;
   const struct keel_config *cfg;
+  struct kv_flags_reader flags_rd; /* validation on write under /flags/ */
 };
 
 /* ------------------------------------------------------------------ */
@@ -187,6 +189,18 @@ static bool over_quota(struct svc_kv *kv, keel_grpc_call *call, uint64_t cost) {
   return true;
 }
 
+/* A write under /flags/ that kv_flags refused: InvalidArgument with the
+ * message naming the key, the JSON path and the rule (kv_flags.h). Other
+ * codes (the stored state could not be read) go the usual way. */
+static void finish_flags(keel_grpc_call *call, int rc, const char *msg) {
+  if ((rc == KEEL_EINVALIDFLAG || rc == KEEL_EPARSE || rc == KEEL_ELIMIT ||
+       rc == KEEL_ETOOMANYOPS) &&
+      msg[0])
+    keel_grpc_call_finish(call, KEEL_GRPC_INVALID_ARGUMENT, msg);
+  else
+    finish_code(call, rc);
+}
+
 static uint64_t txn_ops_cost(Etcdserverpb__RequestOp **ops, size_t n,
                              unsigned depth);
 
@@ -220,9 +234,12 @@ static void on_put(keel_grpc_call *call, const uint8_t *msg, size_t len,
       call, &etcdserverpb__put_request__descriptor, msg, len);
   if (!m)
     return;
+  char fmsg[512];
   int rc = etcd_check_put(m);
   if (rc != 0)
     finish_code(call, rc);
+  else if ((rc = kv_flags_check_put(&kv->flags_rd, m, fmsg, sizeof(fmsg))) != 0)
+    finish_flags(call, rc, fmsg);
   else if (!over_quota(kv, call, m->key.len + m->value.len + QUOTA_OVERHEAD)) {
     Keelstore__Request rq = KEELSTORE__REQUEST__INIT;
     rq.op_case = KEELSTORE__REQUEST__OP_PUT;
@@ -268,9 +285,13 @@ static void on_txn(keel_grpc_call *call, const uint8_t *msg, size_t len,
       call, &etcdserverpb__txn_request__descriptor, msg, len);
   if (!m)
     return;
+  char fmsg[512];
   rc = etcd_check_txn(m, 0);
   if (rc != 0) {
     finish_code(call, rc);
+  } else if ((rc = kv_flags_check_txn(&kv->flags_rd, m, fmsg, sizeof(fmsg))) !=
+             0) {
+    finish_flags(call, rc, fmsg);
   } else {
     uint64_t cost = txn_cost(m, 0);
     if (cost == 0 || !over_quota(kv, call, cost)) {
@@ -537,6 +558,7 @@ int svc_kv_new(struct node *node, struct store *st,
   kv->node = node;
   kv->st = st;
   kv->cfg = cfg;
+  kv_flags_reader_store(st, &kv->flags_rd);
   *out = kv;
   return 0;
 }

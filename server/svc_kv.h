@@ -4,8 +4,11 @@
  * codec (etcd_codec.h, apply.h).
  *
  * A write: keel_pb_unpack (after etcd_wire_check_txn for a Txn) ->
- * etcd_check_* -> quota check (Put, Txn with a put: store_quota_exceeded ->
- * "etcdserver: mvcc: database space exceeded") -> wrapped in a
+ * etcd_check_* -> validation on write of /flags/ keys (kv_flags.h: Put and
+ * every put of every Txn branch; refused with InvalidArgument naming the
+ * key, the JSON path and the rule) -> quota check (Put, Txn with a
+ * put: store_quota_exceeded -> "etcdserver: mvcc: database space
+ * exceeded") -> wrapped in a
  * keelstore.Request, apply_request_encode(--max-request-bytes) ->
  * node_propose (a follower forwards) -> answered with
  * apply_encode_response() once applied here, or with etcd_error() of the

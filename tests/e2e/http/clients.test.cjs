@@ -1,17 +1,24 @@
 // clients.test.cjs — unmodified npm clients against keel's HTTP endpoints,
-// served by http_testserver (test scaffolding over a temp store, seeded from
-// seed.tsv):
+// served either by http_testserver (test scaffolding over a temp store,
+// seeded from seed.tsv) or by a real keeld node (run.sh --keeld: a 3-node
+// cluster seeded with etcdctl):
 //   - cloud-config-client 1.6.x loads billing with profiles dev,db (sent
 //     URL-encoded as dev%2Cdb) and sees the merged values, the most specific
 //     list, and, with a label (a tag), the older revision;
 //   - @openfeature/ofrep-provider with @openfeature/server-sdk evaluates a
 //     boolean, a string (targeting) and a fractional-rollout flag; the
 //     rollout's expected variants are computed here independently
-//     (murmur3_x86_32 as flagd specifies), not taken from keel.
+//     (murmur3_x86_32 as flagd specifies), not taken from keel;
+//   - keeld only: a flag changed through ANOTHER node (etcdctl) is seen by
+//     the very next evaluation of the OFREP client (linearizable reads).
 // Usage: node clients.test.cjs SERVER SEED NODE_MODULES_DIR
+//   SERVER: the path of http_testserver, or the base URL of a keeld node
+//   (http://127.0.0.1:PORT) — then KEEL_E2E_REVISIONS ("2 3": the seed's
+//   revisions) and KEEL_E2E_WRITE_ENDPOINT (another node's client address
+//   for etcdctl) must be set.
 'use strict';
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 
@@ -21,7 +28,15 @@ const configClient = req('cloud-config-client');
 const { OpenFeature } = req('@openfeature/server-sdk');
 const { OFREPProvider } = req('@openfeature/ofrep-provider');
 
+// A keeld node serves already: nothing to start or stop.
+function useNode(base) {
+  const revisions = (process.env.KEEL_E2E_REVISIONS || '').split(/\s+/).filter(Boolean).map(Number);
+  const port = Number(new URL(base).port);
+  return Promise.resolve({ child: null, port, revisions });
+}
+
 function startServer() {
+  if (/^https?:\/\//.test(server)) return useNode(server);
   const child = spawn(server, [seed, 'web'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const revisions = [];
   return new Promise((resolve, reject) => {
@@ -144,11 +159,30 @@ async function main() {
     assert.equal(nf.value, false);
     assert.equal(nf.errorCode, 'FLAG_NOT_FOUND');
     console.log('ok   ofrep: FLAG_NOT_FOUND falls back to the default');
+
+    if (child === null) {
+      // keeld: change a flag through another node; the write is acknowledged
+      // before the next evaluation starts, so that evaluation must see it.
+      const ep = process.env.KEEL_E2E_WRITE_ENDPOINT;
+      assert.ok(ep, 'KEEL_E2E_WRITE_ENDPOINT is set');
+      const etcdctl = (args, input) => execFileSync('etcdctl', [`--endpoints=${ep}`, ...args],
+        { env: { ...process.env, ETCDCTL_API: '3' }, input, encoding: 'utf8' });
+      const def = (v) => `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"${v}"}`;
+      for (let i = 0; i < 5; i++) {
+        etcdctl(['put', '/flags/web/bool-flag', def(i % 2 ? 'on' : 'off')]);
+        const r = await client.getBooleanDetails('bool-flag', true, {});
+        assert.equal(r.value, i % 2 === 1, `change ${i} written through another node is seen at once`);
+        assert.equal(r.variant, i % 2 ? 'on' : 'off');
+      }
+      const c = await client.getStringDetails('color', 'none', { tier: 'gold' });
+      assert.equal(c.value, '#00f', 'the rest of the set is unchanged');
+      console.log('ok   ofrep: a flag changed through another node is seen by the next evaluation (5 times)');
+    }
     await OpenFeature.close();
   } finally {
-    child.stdin.end();
+    if (child) child.stdin.end();
   }
-  await new Promise((resolve) => child.on('exit', resolve));
+  if (child) await new Promise((resolve) => child.on('exit', resolve));
 }
 
 main().then(() => console.log('PASS'), (err) => {

@@ -163,6 +163,10 @@ static const struct bad_case bad_cases[] = {
      "--listen-peer-urls=127.0.0.1:2380: \"127.0.0.1:2380\" is not a URL of "
      "the form http://host:port"},
     {{"--listen-client-urls=http://127.0.0.1"}, {0}, NULL, "missing port"},
+    {{"--ofrep-default-flag-set=we/b"},
+     {0},
+     NULL,
+     "--ofrep-default-flag-set=we/b: a flag set name has no '/'"},
     {{"--advertise-client-urls=http://127.0.0.1:99999"},
      {0},
      NULL,
@@ -390,6 +394,7 @@ static void test_help_lists_every_setting(void **state) {
       "peer-send-queue-frames",
       "snapshot-chunk-bytes",
       "disk-queue-jobs",
+      "ofrep-default-flag-set",
   };
   for (size_t i = 0; i < sizeof etcd_flags / sizeof etcd_flags[0]; i++) {
     char flag[80], env[80];
