@@ -85,11 +85,9 @@ struct app {
   struct keel_config cfg;
   struct store *st;
   struct node *node;
-  struct svc_kv *kv;       /* etcd KV, Status, MemberList (svc_kv.h) */
-  struct svc_watch *watch; /* the etcd Watch service */
-  struct svc_maint *maint; /* Maintenance, /metrics, compaction */
   struct svc_kv *kv;                /* etcd KV, Status, MemberList (svc_kv.h) */
   struct svc_watch *watch;          /* the etcd Watch service */
+  struct svc_maint *maint;          /* Maintenance, /metrics, compaction */
   http_config *http_cfg;            /* /config/ (Spring Cloud Config) */
   http_ofrep *ofrep;                /* /ofrep/v1/ */
   struct http_node_reader *http_rd; /* their reads (http_node_read.h) */
