@@ -1078,6 +1078,15 @@ static int cmd_import(const char *set, const char *file) {
                              .n_compares = v.n + 1,
                              .success = ops,
                              .n_success = nops};
+    /* Test hook (tests/e2e/cli/test_cli_flags.sh): wait for one line on
+     * stdin between the read and the guarded write, so a test can change
+     * the set in between deterministically. Unused otherwise. */
+    if (getenv("KEEL_TEST_FLAG_IMPORT_PAUSE")) {
+      fprintf(stderr, "flag import: paused (test hook)\n");
+      char tmp[8];
+      if (fgets(tmp, sizeof(tmp), stdin) == NULL)
+        tmp[0] = 0;
+    }
     const struct keel_txn_resp *r = run_txn(&t, "flag import");
     if (!r->succeeded) {
       fprintf(stderr,
