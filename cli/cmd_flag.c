@@ -795,6 +795,8 @@ static int cmd_state(const char *set, const char *key, const char *state) {
   const struct keel_range_resp *r = read_key(path, what);
   if (r->n_kvs == 0) {
     fprintf(stderr, "keel: %s: no flag %s in set %s\n", what, key, set);
+    keel_resp_free(r);
+    free(path);
     return CLI_EXIT_NOTFOUND;
   }
   char err[200];
@@ -850,6 +852,8 @@ static int cmd_delete(const char *set, const char *key) {
     read_set(&v, set, "flag delete");
     if (v.ev == NULL) {
       fprintf(stderr, "keel: flag delete: set %s has no %s\n", set, EVALUATORS);
+      free_set(&v);
+      free(path);
       return CLI_EXIT_NOTFOUND;
     }
     check_flags_against(&v, NULL, 0, "flag delete");
