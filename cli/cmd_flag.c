@@ -1226,9 +1226,12 @@ static json_t *eval_context(void) {
   const char *c = a->flag[F_CONTEXT];
   if (c) {
     ctx = json_parse(c, strlen(c), err, sizeof(err));
-    if (!json_is_object(ctx))
-      cli_cmd_usage_error("--context: expected a JSON object, %s",
-                          ctx ? "got another JSON value" : err);
+    if (!json_is_object(ctx)) {
+      if (ctx)
+        snprintf(err, sizeof(err), "got another JSON value");
+      json_decref(ctx);
+      cli_cmd_usage_error("--context: expected a JSON object, %s", err);
+    }
   } else
     ctx = json_object();
   for (int i = 0; i < a->nocc; i++) {
@@ -1236,20 +1239,24 @@ static json_t *eval_context(void) {
       continue;
     const char *s = a->occ[i].value;
     const char *eq = strchr(s, '=');
-    if (eq == NULL || eq == s || (eq == s + 1 && s[0] == ':'))
+    if (eq == NULL || eq == s || (eq == s + 1 && s[0] == ':')) {
+      json_decref(ctx);
       cli_cmd_usage_error("--ctx: expected key=value or key:=JSON, got \"%s\"",
                           s);
+    }
     json_t *v;
     size_t kl = (size_t)(eq - s);
     if (eq[-1] == ':') {
       kl--;
       v = json_parse(eq + 1, strlen(eq + 1), err, sizeof(err));
-      if (v == NULL)
-        cli_cmd_usage_error("--ctx %s: the value after := is %s", s, err);
-    } else
+    } else {
       v = json_string(eq + 1);
-    if (v == NULL)
-      cli_cmd_usage_error("--ctx %s: the value is not valid UTF-8", s);
+      snprintf(err, sizeof(err), "not valid UTF-8");
+    }
+    if (v == NULL) {
+      json_decref(ctx);
+      cli_cmd_usage_error("--ctx %s: the value %s", s, err);
+    }
     char *key = strndup(s, kl);
     json_object_set_new(ctx, key, v);
     free(key);

@@ -112,16 +112,19 @@ R2=$(echo "$KR" | awk '$1=="/flags/web/added"{print $2}')
 guarded_import() { # guarded_import DESC FILE CMD...: CMD runs while import is paused
   local desc=$1 file=$2
   shift 2
-  rm -f "$WORK/fifo"
+  # Fresh files: a "paused" left by the previous run must not count.
+  rm -f "$WORK/fifo" "$WORK/gi.out" "$WORK/gi.err"
+  : >"$WORK/gi.err"
   mkfifo "$WORK/fifo"
   KEEL_TEST_FLAG_IMPORT_PAUSE=1 "$KEEL" --endpoints "$EPS" flag import web "$file" \
     <"$WORK/fifo" >"$WORK/gi.out" 2>"$WORK/gi.err" &
   local pid=$! i
   exec 7>"$WORK/fifo"
-  for i in $(seq 1 200); do
+  for i in $(seq 1 400); do
     grep -q "paused" "$WORK/gi.err" && break
     sleep 0.05
   done
+  grep -q "paused" "$WORK/gi.err" || fail "$desc: the import did not reach the pause"
   "$@" >/dev/null
   local before
   before=$(keys_revs /flags/web/)
