@@ -38,15 +38,26 @@ have() {
 }
 
 cleanup() {
+  local rc=$?
   if [ -n "${KEELD_DIR:-}" ]; then
-    "$KEEL" cluster down --dir "$KEELD_DIR" >/dev/null 2>&1 ||
+    "$KEEL" cluster down --dir "$KEELD_DIR" >/dev/null 2>&1 || {
       echo "FAIL: keel cluster down in cleanup" >&2
+      rc=1
+    }
+    # A sanitizer report in a node's log fails the run (as in
+    # tests/e2e/keeld/lib.sh).
+    if grep -l "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" \
+      "$KEELD_DIR"/n*.log 2>/dev/null; then
+      echo "FAIL: sanitizer report in a keeld log (above)" >&2
+      rc=1
+    fi
   fi
   if [ -n "${ETCD_PID:-}" ]; then
     echo quit >&"${ETCD[1]}" 2>/dev/null
     wait "$ETCD_PID" 2>/dev/null
   fi
   rm -rf "$WORK"
+  exit $rc
 }
 trap cleanup EXIT
 

@@ -41,9 +41,10 @@ until_nodes() {
   return 1
 }
 DIRS=()
-cleanup_dirs() {
-  local d
+cleanup_dirs() { # keeps the script's exit status for lib.sh's cleanup
+  local rc=$? d
   for d in "${DIRS[@]}"; do "$KEEL" cluster down --dir "$d" >/dev/null 2>&1; done
+  return $rc
 }
 trap 'cleanup_dirs; cleanup' EXIT
 
