@@ -2596,7 +2596,7 @@ static const struct command commands[] = {
      "Writes SET as a flagd flags file.\nTo FILE or stdout; 'keel flag\n"
      "import' of it changes nothing.\n"},
     {"flag", "eval", cli_cmd_flag, 2, 2, FL(F_CONTEXT) | FL(F_CTX) | FL(F_TYPE),
-     1, "flag eval SET KEY [--context JSON] [--ctx k=v ...] [--type T]",
+     1, "flag eval SET KEY [--context J] [--ctx k=v]...",
      "Evaluates a flag.\nPrints value, variant and reason (and the error\n"
      "code); flagd's semantics, at the current revision of the set.\n\n"
      "  --context JSON      the evaluation context, a JSON object\n"
@@ -2606,13 +2606,13 @@ static const struct command commands[] = {
      "                      another type is TYPE_MISMATCH (default: any)\n"},
     {"flag", "watch", cli_cmd_flag, 1, 1,
      FL(F_CONTEXT) | FL(F_CTX) | FL(F_TYPE), 1,
-     "flag watch SET [--context JSON] [--ctx k=v ...]",
+     "flag watch SET [--context J] [--ctx k=v]...",
      "Prints each change of a flag set and the new evaluation.\nOne line\n"
      "per flag as it is first read, then one per changed flag. Runs until\n"
      "Ctrl-C or SIGTERM (exit 0).\n\n"
      "  --context, --ctx, --type   as for 'flag eval'\n"},
     {"cluster", "up", cli_cmd_cluster, 0, 0, FL(F_NODES) | FL(F_DIR), 0,
-     "cluster up [--nodes 3|5] [--dir D]",
+     "cluster up [--nodes 1|3|5] [--dir D]",
      "Starts a local cluster of keeld processes on free loopback ports.\n"
      "Waits until every node is healthy, prints the endpoints and how to\n"
      "use them, and records the cluster in D. keeld is taken from beside\n"
