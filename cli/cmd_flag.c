@@ -39,6 +39,7 @@
 #include "cli_cmd.h"
 #include "flags.h"
 #include "keel_flags.h"
+#include "keel_log.h"
 
 #define EVALUATORS "$evaluators"
 #define MAX_SET_NAME 128
@@ -1344,8 +1345,9 @@ static struct {
   json_t *ctx;
   enum flags_type type;
   const char *set;
-  int first_done, closed, stop;
+  int first_done, closed, stop, last_err;
   uv_signal_t sig[2];
+  uv_timer_t tick;
 } W;
 
 static void watch_line(int64_t rev, const char *key, const char *event) {
@@ -1412,6 +1414,25 @@ static void on_cache_closed(void *ud) {
   W.closed = 1;
 }
 
+/* Once a second: a read the cache keeps retrying (no endpoint, no
+ * leader ...) is reported once, and again when the error changes, so a
+ * watch that cannot start does not stay silent. */
+static void on_watch_tick(uv_timer_t *t) {
+  (void)t;
+  struct keel_flag_cache_stats st;
+  keel_flag_cache_stats(W.cache, &st);
+  int failing = keel_flag_cache_revision(W.cache) == 0 && st.last_error;
+  if (failing && st.last_error != W.last_err)
+    fprintf(stderr,
+            "keel: flag watch: cannot read set %s yet (%s); retrying. "
+            "Check the endpoints (%s).\n",
+            W.set,
+            st.last_error_message[0] ? st.last_error_message
+                                     : keel_strerror(st.last_error),
+            cli_cmd_endpoints());
+  W.last_err = failing ? st.last_error : 0;
+}
+
 static void on_watch_signal(uv_signal_t *h, int sig) {
   (void)h;
   (void)sig;
@@ -1424,6 +1445,11 @@ static int cmd_watch(const char *set) {
   W.set = set;
   keel_sync *s = cli_cmd_client();
   uv_loop_t *loop = keel_sync_loop(s);
+  /* The cache logs (logfmt) each retried read and each skipped
+   * definition; the watch reports them its own way (on_watch_tick), so
+   * its log lines show only with --debug. */
+  if (!cli_cmd_args()->flag[F_DEBUG])
+    keel_log_set_level(KEEL_LOG_ERROR);
   int sigs[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
     uv_signal_init(loop, &W.sig[i]);
@@ -1433,11 +1459,14 @@ static int cmd_watch(const char *set) {
                                 NULL, &W.cache);
   if (rc != 0)
     cli_cmd_fatal(CLI_EXIT_FAIL, "flag watch: %s", keel_strerror(rc));
+  uv_timer_init(loop, &W.tick);
+  uv_timer_start(&W.tick, on_watch_tick, 1000, 1000);
   while (!W.stop)
     uv_run(loop, UV_RUN_ONCE);
   keel_flag_cache_close(W.cache, on_cache_closed, NULL);
   for (int i = 0; i < 2; i++)
     uv_close((uv_handle_t *)&W.sig[i], NULL);
+  uv_close((uv_handle_t *)&W.tick, NULL);
   while (!W.closed)
     uv_run(loop, UV_RUN_ONCE);
   uv_run(loop, UV_RUN_NOWAIT);
