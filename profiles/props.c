@@ -222,41 +222,69 @@ int profiles_list_add(struct profiles_list *l, const char *name,
   return 0;
 }
 
-int profiles_name_cmp(const char *a, const char *b) {
-  while (*a && *a == *b) {
-    if (*a == '[' && isdigit((unsigned char)a[1]) &&
-        isdigit((unsigned char)b[1])) {
-      size_t la = strspn(a + 1, "0123456789");
-      size_t lb = strspn(b + 1, "0123456789");
-      if (a[1 + la] == ']' && b[1 + lb] == ']') {
-        const char *da = a + 1, *db = b + 1;
-        while (la > 1 && *da == '0')
-          da++, la--;
-        while (lb > 1 && *db == '0')
-          db++, lb--;
-        if (la != lb)
-          return la < lb ? -1 : 1;
-        int c = memcmp(da, db, la);
-        if (c)
-          return c;
-        /* Same number: fall through to byte order of the raw text, so
-         * "[01]" and "[1]" stay distinct but adjacent. */
-        size_t ra = strspn(a + 1, "0123456789");
-        size_t rb = strspn(b + 1, "0123456789");
-        if (ra != rb)
-          return ra < rb ? -1 : 1;
-        c = memcmp(a + 1, b + 1, ra);
-        if (c)
-          return c;
-        a += 1 + ra;
-        b += 1 + rb;
-        continue;
-      }
-    }
-    a++;
-    b++;
+/* The order is lexicographic over symbols, and each symbol has one place in
+ * a single total order, which is what makes the comparison transitive (a
+ * sort needs that; comparing "[digits]" numerically only when both sides
+ * happen to have one is not transitive: the fuzzer found "x[00][0]" <
+ * "x[01l]" < "x[0]" < "x[00][0]"). A symbol is either one byte or an index
+ * "[digits]" as a whole. Indexes sit just below the byte '[' (so "a.b" <
+ * "a[0]" < "a[x]"), ordered by number, then by their raw text ("[1]" <
+ * "[01]", distinct but adjacent). The end of a name is below everything. */
+struct name_sym {
+  int rank;           /* -1 end, 2*byte for a byte, 2*'[' - 1 for an index */
+  const char *digits; /* index: digits without leading zeros (one kept) */
+  size_t ndigits;
+  const char *raw; /* index: all its digits */
+  size_t nraw;
+};
+
+/* Reads the symbol at s; returns how many bytes it spans. */
+static size_t name_sym_next(const char *s, struct name_sym *y) {
+  if (*s == '\0') {
+    y->rank = -1;
+    return 0;
   }
-  return (int)(unsigned char)*a - (int)(unsigned char)*b;
+  if (*s == '[' && isdigit((unsigned char)s[1])) {
+    size_t n = strspn(s + 1, "0123456789");
+    if (s[1 + n] == ']') {
+      y->rank = 2 * '[' - 1;
+      y->raw = s + 1;
+      y->nraw = n;
+      y->digits = s + 1;
+      y->ndigits = n;
+      while (y->ndigits > 1 && *y->digits == '0')
+        y->digits++, y->ndigits--;
+      return n + 2;
+    }
+  }
+  y->rank = 2 * (unsigned char)*s;
+  return 1;
+}
+
+int profiles_name_cmp(const char *a, const char *b) {
+  for (;;) {
+    struct name_sym x, y;
+    size_t la = name_sym_next(a, &x);
+    size_t lb = name_sym_next(b, &y);
+    if (x.rank != y.rank)
+      return x.rank < y.rank ? -1 : 1;
+    if (x.rank == -1)
+      return 0;
+    if (x.rank == 2 * '[' - 1) {
+      if (x.ndigits != y.ndigits)
+        return x.ndigits < y.ndigits ? -1 : 1;
+      int c = memcmp(x.digits, y.digits, x.ndigits);
+      if (c)
+        return c < 0 ? -1 : 1;
+      if (x.nraw != y.nraw)
+        return x.nraw < y.nraw ? -1 : 1;
+      c = memcmp(x.raw, y.raw, x.nraw);
+      if (c)
+        return c < 0 ? -1 : 1;
+    }
+    a += la;
+    b += lb;
+  }
 }
 
 struct sort_ent {

@@ -516,16 +516,21 @@ int keel_http_respond(keel_http_request *r, int status,
   int head_only =
       r->head.method_len == 4 && memcmp(r->head.method, "HEAD", 4) == 0;
   int keep = r->head.keep_alive;
-  free(r->buf);
-  free(r);
-  if (c == NULL)
+  /* The request is freed only after the response was written: the body or
+   * a header value may point into r->buf (an echo, a header copied back). */
+  if (c == NULL) {
+    free(r->buf);
+    free(r);
     return KEEL_ECANCELED;
+  }
   assert(c->cur == r);
   c->cur = NULL;
   if (c->l->shutting)
     keep = 0;
   h1_write_response(c, status, content_type, body, len, keep, head_only,
                     extra_headers);
+  free(r->buf);
+  free(r);
   if (!c->closing && !c->close_after_write) {
     c->head_started = uv_now(c->l->loop);
     process_h1(c);

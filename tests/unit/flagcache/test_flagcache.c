@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "keel_flags_internal.h"
@@ -181,12 +182,13 @@ static void test_evaluators_and_snapshot(void **state) {
 
 /* ---- 4 readers, one swapper ---------------------------------------------- */
 
-static atomic_int stop;
+static atomic_int stop, readers_started;
 static atomic_long evals, bad_results;
 
 static void *reader(void *arg) {
   keel_flag_cache *c = arg;
   json_t *ctx = json_pack("{s:s}", "targetingKey", "user-1");
+  atomic_fetch_add(&readers_started, 1);
   while (!atomic_load(&stop)) {
     struct keel_flag_eval e;
     keel_flag_cache_evaluate(c, "f", FLAGS_TYPE_BOOLEAN, ctx, 0, &e);
@@ -217,6 +219,12 @@ static void test_threads(void **state) {
   pthread_t th[4];
   for (int i = 0; i < 4; i++)
     assert_int_equal(pthread_create(&th[i], NULL, reader, c), 0);
+  /* The swaps must overlap the reads: a loaded machine may not schedule a
+   * reader before 3000 swaps are done (this test once failed so, with no
+   * read at all). Wait for every reader to run, and after the swaps for
+   * some reads, before stopping them. */
+  while (atomic_load(&readers_started) < 4)
+    sched_yield();
   enum { SWAPS = 3000 };
   for (int i = 0; i < SWAPS; i++) {
     struct keel_event ev[2];
@@ -227,6 +235,8 @@ static void test_threads(void **state) {
       ev[n++] = put_ev("/flags/t/g", i % 2 ? FLAG_OFF : FLAG_ON);
     assert_int_equal(keel_flag_cache_apply_events(c, ev, n, i + 1), 0);
   }
+  while (atomic_load(&evals) < 100)
+    sched_yield();
   atomic_store(&stop, 1);
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);

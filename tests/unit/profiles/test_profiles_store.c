@@ -229,6 +229,27 @@ static void test_name_order(void **state) {
   }
   assert_int_equal(profiles_name_cmp("x[3]", "x[3]"), 0);
   assert_true(profiles_name_cmp("x[01]", "x[1]") != 0);
+
+  /* Regression (fuzz_profiles): an index compared numerically only when
+   * both sides had one made a cycle, so the same properties sorted in two
+   * orders and export -> import changed the list. Every pair of these must
+   * agree with one total order. */
+  static const char *const mixed[] = {"spi[00][0]", "spi[01l]0[]", "spi[0]",
+                                      "spi[0",      "spi[1]",      "spi[x]",
+                                      "spi.a",      "spi[!]",      "spi"};
+  size_t n = sizeof mixed / sizeof mixed[0];
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++)
+      for (size_t k = 0; k < n; k++) {
+        int ij = profiles_name_cmp(mixed[i], mixed[j]);
+        int jk = profiles_name_cmp(mixed[j], mixed[k]);
+        int ik = profiles_name_cmp(mixed[i], mixed[k]);
+        assert_true((ij > 0) - (ij < 0) ==
+                    -((profiles_name_cmp(mixed[j], mixed[i]) > 0) -
+                      (profiles_name_cmp(mixed[j], mixed[i]) < 0)));
+        if (ij < 0 && jk < 0)
+          assert_true(ik < 0);
+      }
 }
 
 static void test_scalar_resolve(void **state) {
