@@ -525,9 +525,30 @@ static int cmd_up(void) {
   for (int i = 0; i < nnodes; i++)
     o += (size_t)snprintf(eps + o, sizeof(eps) - o, "%s127.0.0.1:%d",
                           i ? "," : "", nodes[i].client);
-  if (cli_cmd_format() == CLI_FMT_SIMPLE)
+  enum cli_fmt fmt = cli_cmd_format();
+  if (fmt == CLI_FMT_SIMPLE)
     printf("%s\n", eps);
-  else {
+  else if (fmt == CLI_FMT_JSON || fmt == CLI_FMT_YAML) {
+    struct cli_node *o = cli_obj(NULL, NULL);
+    cli_str(o, "dir", dir);
+    cli_str(o, "endpoints", eps);
+    struct cli_node *a = cli_arr(o, "nodes");
+    for (int i = 0; i < nnodes; i++) {
+      struct cli_node *n = cli_obj(a, NULL);
+      char log[PATH_MAX + 32];
+      snprintf(log, sizeof(log), "%s/%s.log", dir, nodes[i].name);
+      cli_str(n, "name", nodes[i].name);
+      cli_int(n, "pid", nodes[i].pid);
+      cli_int(n, "client_port", nodes[i].client);
+      cli_int(n, "peer_port", nodes[i].peer);
+      cli_str(n, "log", log);
+    }
+    if (fmt == CLI_FMT_JSON)
+      cli_render_json(stdout, o);
+    else
+      cli_render_yaml(stdout, o);
+    cli_node_free(o);
+  } else {
     printf("cluster: %d node%s %s in %s\n", nnodes, nnodes == 1 ? "" : "s",
            restart ? "restarted" : "up", dir);
     for (int i = 0; i < nnodes; i++)
@@ -579,6 +600,10 @@ static int cmd_status(void) {
   if (keel_sync_new(&cfg, &s) != 0)
     s = NULL;
   int bad = 0;
+  enum cli_fmt fmt = cli_cmd_format();
+  struct cli_node *tree = cli_obj(NULL, NULL);
+  cli_str(tree, "dir", dir);
+  struct cli_node *arr = cli_arr(tree, "nodes");
   struct cli_cmd_table *t = cli_cmd_table_new(
       8, (const char *const[]){"NAME", "PID", "PROCESS", "HEALTH", "ENDPOINT",
                                "LEADER", "REVISION", "RAFT_TERM"});
@@ -593,22 +618,38 @@ static int cmd_status(void) {
       snprintf(rev, sizeof(rev), "%" PRId64, st->header.revision);
       snprintf(term, sizeof(term), "%" PRIu64, st->raft_term);
       leader = st->leader == st->header.member_id ? "yes" : "no";
+    }
+    struct cli_node *n = cli_obj(arr, NULL);
+    cli_str(n, "name", nodes[i].name);
+    cli_int(n, "pid", nodes[i].pid);
+    cli_bool(n, "running", up);
+    cli_bool(n, "healthy", h);
+    cli_str(n, "endpoint", epbuf[i]);
+    if (st) {
+      cli_bool(n, "leader", st->leader == st->header.member_id);
+      cli_int(n, "revision", st->header.revision);
+      cli_uint(n, "raft_term", st->raft_term);
       keel_resp_free(st);
     }
     bad += !h;
-    if (cli_cmd_format() == CLI_FMT_SIMPLE)
+    if (fmt == CLI_FMT_SIMPLE)
       printf("%s %s %s %s\n", nodes[i].name, up ? "running" : "stopped",
              h ? "healthy" : "unhealthy", epbuf[i]);
-    else
+    else if (fmt == CLI_FMT_TABLE)
       cli_cmd_table_row(t, (const char *const[]){nodes[i].name, pid,
                                                  up ? "running" : "stopped",
                                                  h ? "healthy" : "unhealthy",
                                                  epbuf[i], leader, rev, term});
   }
-  if (cli_cmd_format() != CLI_FMT_SIMPLE)
+  if (fmt == CLI_FMT_JSON)
+    cli_render_json(stdout, tree);
+  else if (fmt == CLI_FMT_YAML)
+    cli_render_yaml(stdout, tree);
+  cli_node_free(tree);
+  if (fmt == CLI_FMT_TABLE)
     cli_cmd_table_print(t);
   else
-    free(t);
+    free(t); /* rows only added for a table */
   if (s)
     keel_sync_free(s);
   if (bad)

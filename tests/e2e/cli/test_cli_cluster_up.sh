@@ -62,6 +62,10 @@ done
 expect_rc 0 "cluster status" "$KEEL" cluster status --dir "$D"
 [ "$(echo "$OUT" | grep -c 'running | healthy')" = 3 ] && ok "3 running and healthy" || fail "status: $OUT"
 [ "$(echo "$OUT" | grep -c '| yes ')" = 1 ] && ok "one leader" || fail "leaders: $OUT"
+expect_rc 0 "cluster status -w json" "$KEEL" cluster status --dir "$D" -w json
+json_eq "json: 3 running and healthy, one leader" \
+  '(len(j["nodes"]), sum(n["running"] and n["healthy"] for n in j["nodes"]), sum(n.get("leader",False) for n in j["nodes"]))' \
+  "$OUT" '{"nodes":[{"running":true,"healthy":true,"leader":true},{"running":true,"healthy":true},{"running":true,"healthy":true}]}'
 expect_rc 0 "put through the cluster" "$KEEL" --endpoints "$EPS" put up/k survives
 expect_rc 1 "a second up in the same dir" "$KEEL" cluster up --dir "$D"
 contains "says it runs" "$ERR" "already runs"
