@@ -55,6 +55,11 @@ int cli_cmd_request(const char *what, int64_t rev, int die,
                     cli_cmd_start_fn start, void *arg, const void **resp,
                     char *msg, size_t msglen);
 
+/* Fails the way die = 1 would have, for the last cli_cmd_request that
+ * returned an error (after the caller handled the errors it knows): the
+ * request is not sent again. */
+void cli_cmd_fail_last(const char *what, int64_t rev) __attribute__((noreturn));
+
 /* A malloc'd display-safe form of bytes (honours --hex); never NULL. */
 char *cli_cmd_display(const uint8_t *b, size_t n);
 

@@ -304,7 +304,7 @@ static const struct keel_txn_resp *run_txn(const struct keel_txn_req *t,
                   "--max-txn-ops, default 128): %s",
                   what, t->n_compares, t->n_success, msg);
   if (e)
-    cli_cmd_request(what, 0, 1, start_txn, (void *)t, &r, NULL, 0);
+    cli_cmd_fail_last(what, 0); /* never sent twice: a write */
   return r;
 }
 

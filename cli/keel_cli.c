@@ -2365,17 +2365,27 @@ void cli_cmd_fatal(int code, const char *fmt, ...) {
   abort();
 }
 
+static struct wait g_last; /* the last cli_cmd_request's outcome */
+
 int cli_cmd_request(const char *what, int64_t rev, int die,
                     cli_cmd_start_fn start, void *arg, const void **resp,
                     char *msg, size_t msglen) {
   struct wait w;
   CALL(&w, what, start(keel_sync_client(S), on_res, &w, arg));
   *resp = w.resp;
+  g_last = w;
+  g_last.resp = NULL;
   if (w.err && die)
     fail_req(&w, what, rev);
   if (msg && msglen)
     snprintf(msg, msglen, "%s", w.msg);
   return w.err;
+}
+
+void cli_cmd_fail_last(const char *what, int64_t rev) {
+  assert(g_last.err != 0);
+  fail_req(&g_last, what, rev);
+  abort(); /* not reached: fail_req exits */
 }
 
 char *cli_cmd_display(const uint8_t *b, size_t n) {
