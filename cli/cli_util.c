@@ -21,7 +21,9 @@ const char *const cli_flag_names[F_COUNT] = {
     "ignore-lease", "interactive",  "once",
     "keys",         "learner",      "peer-urls",
     "cluster",      "physical",     "to-rev",
-    "max"};
+    "max",          "dry-run",      "context",
+    "ctx",          "type",         "nodes",
+    "dir"};
 
 /* Flags that take a value. */
 static int takes_value(int f) {
@@ -38,6 +40,11 @@ static int takes_value(int f) {
   case F_PEER_URLS:
   case F_TO_REV:
   case F_MAX:
+  case F_CONTEXT:
+  case F_CTX:
+  case F_TYPE:
+  case F_NODES:
+  case F_DIR:
     return 1;
   default:
     return 0;
@@ -131,6 +138,13 @@ int cli_parse_args(int argc, char **argv, struct cli_args *out, char *err,
       val = argv[++i];
     }
     out->flag[f] = val ? val : "1";
+    if (out->nocc >= CLI_MAX_OCC) {
+      seterr(err, errlen, "too many flags (at most %d)", CLI_MAX_OCC);
+      return -1;
+    }
+    out->occ[out->nocc].flag = f;
+    out->occ[out->nocc].value = out->flag[f];
+    out->nocc++;
   }
   return 0;
 }

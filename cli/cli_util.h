@@ -50,19 +50,36 @@ enum cli_flag {
   F_PHYSICAL,
   F_TO_REV,
   F_MAX,
+  /* keel flag / keel cluster (cmd_flag.c, cmd_cluster.c) */
+  F_DRY_RUN,
+  F_CONTEXT,
+  F_CTX,
+  F_TYPE,
+  F_NODES,
+  F_DIR,
   F_COUNT
 };
 extern const char *const cli_flag_names[F_COUNT];
 
+#define CLI_MAX_OCC 64
 struct cli_args {
   const char *pos[CLI_MAX_POS]; /* positionals (command words first) */
   int npos;
-  const char *flag[F_COUNT]; /* value, "1" for a boolean, NULL if absent */
+  const char *flag[F_COUNT]; /* value, "1" for a boolean, NULL if absent;
+                              * a flag given twice: the last value */
+  /* Every flag occurrence in order, for flags that may repeat
+   * (keel flag eval --ctx a=1 --ctx b=2). */
+  struct {
+    int flag;
+    const char *value;
+  } occ[CLI_MAX_OCC];
+  int nocc;
 };
 
 /* Parses argv[1..argc) (flags anywhere; "--" ends flags; --name=value,
  * --name value, -w value, -wvalue; -h, -i). Returns 0 or -1 with err
- * ("unknown flag --x", "flag --rev needs a value", "too many arguments").
+ * ("unknown flag --x", "flag --rev needs a value", "too many arguments",
+ * "too many flags" past CLI_MAX_OCC).
  * Pointers in out point into argv. */
 int cli_parse_args(int argc, char **argv, struct cli_args *out, char *err,
                    size_t errlen);

@@ -15,6 +15,7 @@
  * found (see NOT_FOUND in docs/cli.md). Messages go to stderr, results to
  * stdout, formatted per -w (table, simple, json, yaml). */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_cmd.h"
 #include "cli_util.h"
 #include "cmd_snapshot_restore.h"
 #include "keel.h"
@@ -2279,7 +2281,7 @@ static const char bash_completion[] =
     "  case \"$cmd\" in\n"
     "    \"\") words=\"get put del txn watch lease member endpoint snapshot "
     "compact defrag move-leader alarm history rollback version completion "
-    "cluster help\" ;;\n"
+    "cluster flag help\" ;;\n"
     "    get) words=\"--prefix --from-key --rev --limit --keys-only "
     "--count-only --sort-by --order\" ;;\n"
     "    put) words=\"--lease --prev-kv --ignore-value --ignore-lease\" ;;\n"
@@ -2299,6 +2301,11 @@ static const char bash_completion[] =
     "    defrag) words=\"--cluster\" ;;\n"
     "    history) words=\"--max --rev\" ;;\n"
     "    rollback) words=\"--to-rev\" ;;\n"
+    "    cluster) [ -z \"$sub\" ] && words=\"up status down\" || "
+    "words=\"--nodes --dir\" ;;\n"
+    "    flag) [ -z \"$sub\" ] && words=\"list get set enable disable delete "
+    "import export eval watch\" || words=\"--dry-run --context --ctx "
+    "--type\" ;;\n"
     "  esac\n"
     "  if [[ \"$cur\" == -* ]]; then\n"
     "    COMPREPLY=($(compgen -W \"$words $global\" -- \"$cur\"))\n"
@@ -2325,15 +2332,99 @@ static int cmd_completion(const char **p, int n) {
   return 0;
 }
 
-static int cmd_cluster(const char **p, int n) {
-  (void)p;
-  (void)n;
-  fprintf(stderr,
-          "keel: cluster %s: not available yet: it starts keeld processes, "
-          "and keeld is not built yet.\nMeanwhile, run etcd 3.4 and point "
-          "keel at it with --endpoints or KEEL_ENDPOINTS (see docs/cli.md).\n",
-          p[-1]);
-  return EXIT_FAIL;
+/* ---------------------------------------------------------------- */
+/* Services for the command files (cli_cmd.h)                        */
+
+const struct cli_args *cli_cmd_args(void) {
+  return &A;
+}
+enum cli_fmt cli_cmd_format(void) {
+  return (enum cli_fmt)g_fmt;
+}
+uint64_t cli_cmd_timeout_ms(void) {
+  return g_cmd_ms;
+}
+keel_sync *cli_cmd_client(void) {
+  return S;
+}
+const char *cli_cmd_endpoints(void) {
+  return eps_list();
+}
+
+void cli_cmd_usage_error(const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  usage_error("%s", buf);
+  abort(); /* not reached: usage_error exits */
+}
+
+void cli_cmd_fatal(int code, const char *fmt, ...) {
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  fatal(code, "%s", buf);
+  abort();
+}
+
+static struct wait g_last; /* the last cli_cmd_request's outcome */
+
+int cli_cmd_request(const char *what, int64_t rev, int die,
+                    cli_cmd_start_fn start, void *arg, const void **resp,
+                    char *msg, size_t msglen) {
+  struct wait w;
+  CALL(&w, what, start(keel_sync_client(S), on_res, &w, arg));
+  *resp = w.resp;
+  g_last = w;
+  g_last.resp = NULL;
+  if (w.err && die)
+    fail_req(&w, what, rev);
+  if (msg && msglen)
+    snprintf(msg, msglen, "%s", w.msg);
+  return w.err;
+}
+
+void cli_cmd_fail_last(const char *what, int64_t rev) {
+  assert(g_last.err != 0);
+  fail_req(&g_last, what, rev);
+  abort(); /* not reached: fail_req exits */
+}
+
+char *cli_cmd_display(const uint8_t *b, size_t n) {
+  return disp(b, n);
+}
+
+struct cli_cmd_table {
+  struct table t;
+};
+
+struct cli_cmd_table *cli_cmd_table_new(int ncols, const char *const *heads) {
+  assert(ncols > 0 && ncols <= MAX_COLS);
+  struct cli_cmd_table *t = calloc(1, sizeof(*t));
+  if (t == NULL)
+    fatal(EXIT_FAIL, "out of memory");
+  t->t.ncols = ncols;
+  for (int i = 0; i < ncols; i++)
+    t->t.head[i] = heads[i];
+  return t;
+}
+
+void cli_cmd_table_row(struct cli_cmd_table *t, const char *const *cells) {
+  const char *c[MAX_COLS] = {0};
+  for (int i = 0; i < t->t.ncols; i++)
+    c[i] = cells[i];
+  /* table_row reads exactly ncols arguments; the rest are ignored. */
+  table_row(&t->t, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9],
+            c[10], c[11]);
+}
+
+void cli_cmd_table_print(struct cli_cmd_table *t) {
+  table_print(&t->t);
+  free(t);
 }
 
 /* ---------------------------------------------------------------- */
@@ -2495,12 +2586,68 @@ static const struct command commands[] = {
      "Prints a shell completion script.\n"
      "  source <(keel completion bash)     # in ~/.bashrc\n"
      "  source <(keel completion zsh)      # in ~/.zshrc\n"},
-    {"cluster", "up", cmd_cluster, 0, 0, 0, 0, "cluster up",
-     "Not available yet (needs keeld).\n"},
-    {"cluster", "status", cmd_cluster, 0, 0, 0, 0, "cluster status",
-     "Not available yet (needs keeld).\n"},
-    {"cluster", "down", cmd_cluster, 0, 0, 0, 0, "cluster down",
-     "Not available yet (needs keeld).\n"},
+    {"flag", "list", cli_cmd_flag, 0, 1, 0, 1, "flag list [SET]",
+     "Lists the flags of SET, or every flag set.\nState, variants, default\n"
+     "variant and revision of each flag (stored under /flags/SET/).\n"},
+    {"flag", "get", cli_cmd_flag, 2, 2, 0, 1, "flag get SET KEY",
+     "Prints the definition of flag KEY of SET.\nExit 3 if there is none.\n"},
+    {"flag", "set", cli_cmd_flag, 2, 3, 0, 1, "flag set SET KEY [JSON]",
+     "Writes a flag definition (flagd JSON).\nRead from stdin when JSON is\n"
+     "omitted. Validated first (the set's $evaluators included); a\n"
+     "definition that breaks a rule is refused with its JSON path. KEY\n"
+     "$evaluators writes the set's shared rules.\n"},
+    {"flag", "enable", cli_cmd_flag, 2, 2, 0, 1, "flag enable SET KEY",
+     "Sets a flag's state to ENABLED.\nGuarded: a concurrent change makes\n"
+     "it fail (exit 1) rather than be lost. Exit 3 if there is no flag.\n"},
+    {"flag", "disable", cli_cmd_flag, 2, 2, 0, 1, "flag disable SET KEY",
+     "Sets a flag's state to DISABLED.\nGuarded like enable.\n"},
+    {"flag", "delete", cli_cmd_flag, 2, 2, 0, 1, "flag delete SET KEY",
+     "Deletes a flag.\nExit 3 if there is none.\n"},
+    {"flag", "import", cli_cmd_flag, 2, 2, FL(F_DRY_RUN), 1,
+     "flag import SET FILE [--dry-run]",
+     "Makes SET hold exactly the flags of a flagd file.\nFILE - is stdin.\n"
+     "One txn writes every new or changed flag and $evaluators and deletes\n"
+     "the flags that left the file; it is guarded by the set's revision, so\n"
+     "a concurrent change makes it fail (exit 1) with nothing written.\n\n"
+     "  --dry-run           print the diff, write nothing\n"},
+    {"flag", "export", cli_cmd_flag, 1, 2, 0, 1, "flag export SET [FILE]",
+     "Writes SET as a flagd flags file.\nTo FILE or stdout; 'keel flag\n"
+     "import' of it changes nothing.\n"},
+    {"flag", "eval", cli_cmd_flag, 2, 2, FL(F_CONTEXT) | FL(F_CTX) | FL(F_TYPE),
+     1, "flag eval SET KEY [--context J] [--ctx k=v]...",
+     "Evaluates a flag.\nPrints value, variant and reason (and the error\n"
+     "code); flagd's semantics, at the current revision of the set.\n\n"
+     "  --context JSON      the evaluation context, a JSON object\n"
+     "  --ctx k=v           one context string (repeatable; k:=JSON for a\n"
+     "                      typed value: --ctx age:=42); overrides --context\n"
+     "  --type T            boolean, string, number or object: a variant of\n"
+     "                      another type is TYPE_MISMATCH (default: any)\n"},
+    {"flag", "watch", cli_cmd_flag, 1, 1,
+     FL(F_CONTEXT) | FL(F_CTX) | FL(F_TYPE), 1,
+     "flag watch SET [--context J] [--ctx k=v]...",
+     "Prints each change of a flag set and the new evaluation.\nOne line\n"
+     "per flag as it is first read, then one per changed flag. Runs until\n"
+     "Ctrl-C or SIGTERM (exit 0).\n\n"
+     "  --context, --ctx, --type   as for 'flag eval'\n"},
+    {"cluster", "up", cli_cmd_cluster, 0, 0, FL(F_NODES) | FL(F_DIR), 0,
+     "cluster up [--nodes 1|3|5] [--dir D]",
+     "Starts a local cluster of keeld processes on free loopback ports.\n"
+     "Waits until every node is healthy, prints the endpoints and how to\n"
+     "use them, and records the cluster in D. keeld is taken from beside\n"
+     "the keel binary, else from PATH. Interrupted (Ctrl-C), it stops what\n"
+     "it started.\n\n"
+     "  --nodes N           1, 3 or 5 nodes (default 3)\n"
+     "  --dir D             state, data and logs (default $KEEL_CLUSTER_DIR,\n"
+     "                      else /tmp/keel-cluster-$UID)\n"},
+    {"cluster", "status", cli_cmd_cluster, 0, 0, FL(F_DIR), 0,
+     "cluster status [--dir D]",
+     "Shows each node of the local cluster in D.\nProcess, health,\n"
+     "leader, revision. Exit 1 if a node is down or unhealthy, 3 if D holds\n"
+     "no cluster.\n"},
+    {"cluster", "down", cli_cmd_cluster, 0, 0, FL(F_DIR), 0,
+     "cluster down [--dir D]",
+     "Stops the local cluster in D.\nSIGTERM, then SIGKILL after 5 s. Data\n"
+     "and logs stay in D. Exit 3 if D holds no cluster.\n"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -3,12 +3,19 @@
 # with etcdctl 3.4 run against the same server for the same operations
 # (semantic content compared: keys, values, revisions), plus the error
 # paths, exit codes, help and completion.
-# Usage: test_cli_etcd.sh KEEL ETCD_UP
+#
+# The same script runs against keeld (a 3-node cluster from `keel cluster
+# up`, ctest test_cli_keeld): the same checks, etcdctl 3.4 against the same
+# keeld; the command families keeld does not serve yet (lib.sh KEELD_LACKS)
+# are skipped and say so.
+# Usage: test_cli_etcd.sh KEEL ETCD_UP | test_cli_etcd.sh KEEL --keeld KEELD
 KEEL=$1
 ETCD_UP=$2
+KEELD=${3:-}
 . "$(dirname "$0")/lib.sh"
 
-start_etcd 1
+if [ "$BACKEND" = keeld ]; then start_etcd 3; else start_etcd 1; fi
+skip() { echo "skip: $* (not served by $BACKEND yet)"; }
 K() { "$KEEL" --endpoints "$EPS" "$@"; }
 E() { etcdctl --endpoints "$EPS" "$@"; }
 
@@ -57,18 +64,21 @@ json_eq "binary value json base64 equals etcdctl" 'j["kvs"]' \
 # ---- put flags -----------------------------------------------------------
 expect_rc 0 "put --prev-kv" K put app/a 12 --prev-kv -w json
 json_eq "prev_kv value" 'j["prev_kv"]["value"]' "$OUT" '{"prev_kv":{"value":"MTE="}}'
+if have lease; then
 LEASE=$(K lease grant 100 -w simple | awk '{print $2}')
 expect_rc 0 "put --lease" K put leased v --lease "$LEASE"
 json_eq "lease attached (same as etcdctl sees)" 'j["kvs"][0]["lease"]' \
   "$(K get leased -w json)" "$(E get leased -w json)"
 expect_rc 0 "put --ignore-value" K put leased --ignore-value --lease "$LEASE"
 [ "$(K get leased -w simple | tail -1)" = v ] && ok "value kept" || fail "ignore-value"
+else skip "put --lease"; fi
 expect_rc 0 "value from stdin" sh -c "printf 'from stdin' | '$KEEL' --endpoints $EPS put stdin/k"
 [ "$(E get stdin/k --print-value-only)" = "from stdin" ] && ok "stdin value" || fail "stdin value"
 expect_rc 0 "value starting with - after --" K put dash -- -1
 [ "$(E get dash --print-value-only)" = "-1" ] && ok "dash value" || fail "dash value"
 
 # ---- lease -----------------------------------------------------------------
+if have lease; then
 expect_rc 0 "lease timetolive --keys" K lease timetolive "$LEASE" --keys
 contains "ttl keys" "$OUT" "attached keys([leased])"
 expect_rc 0 "lease list" K lease list
@@ -92,6 +102,7 @@ expect_rc 3 "revoked lease: get of its key exits 3" K get leased
 expect_rc 3 "timetolive of a gone lease exits 3" K lease timetolive "$LEASE"
 expect_rc 3 "revoke of a gone lease exits 3" K lease revoke "$LEASE"
 expect_rc 3 "keep-alive of a gone lease exits 3" K lease keep-alive --once "$LEASE"
+else skip lease; fi
 
 # ---- del -----------------------------------------------------------------
 K put d/1 a >/dev/null
@@ -206,9 +217,15 @@ contains "rollback names the change" "$(cat "$WORK/rb.err")" "changed after it w
 # ---- member / endpoint / alarm / defrag -----------------------------------
 a=$(K member list -w json)
 b=$(E member list -w json)
-json_eq "member list same as etcdctl" '[ (m["ID"], m.get("name"), m["peerURLs"], m.get("clientURLs")) for m in j["members"]]' "$a" "$b"
+if have member-client-urls; then
+  json_eq "member list same as etcdctl" '[ (m["ID"], m.get("name"), m["peerURLs"], m.get("clientURLs")) for m in j["members"]]' "$a" "$b"
+else
+  skip "clientURLs of other members in member list (docs/decisions/0861)"
+  json_eq "member list same as etcdctl (ids, names, peer URLs)" '[ (m["ID"], m.get("name"), m["peerURLs"]) for m in j["members"]]' "$a" "$b"
+fi
 expect_rc 0 "member list table" K member list
 contains "member table" "$OUT" "started"
+if have member-change; then
 expect_rc 0 "member add --learner" K member add l1 --peer-urls http://127.0.0.1:1 --learner -w json
 LID=$(echo "$OUT" | python3 -c 'import json,sys;print("%x"%json.load(sys.stdin)["member"]["ID"])')
 contains "etcdctl sees the learner" "$(E member list)" "$LID, unstarted, , http://127.0.0.1:1, , true"
@@ -218,6 +235,7 @@ expect_rc 1 "promote of a learner not in sync fails" K member promote "$LID"
 contains "promote says why" "$ERR" "learner"
 expect_rc 0 "member remove" K member remove "$LID"
 expect_rc 3 "remove of an unknown member exits 3" K member remove "$LID"
+else skip "member add/update/promote/remove"; fi
 expect_rc 2 "member add without --peer-urls" K member add x
 expect_rc 0 "endpoint status" K endpoint status -w json
 a=$OUT
@@ -227,12 +245,17 @@ expect_rc 0 "endpoint status table" K endpoint status
 contains "status table" "$OUT" "IS LEADER"
 expect_rc 0 "endpoint health" K endpoint health --cluster -w simple
 contains "healthy" "$OUT" "is healthy"
+if have alarm; then
 expect_rc 0 "alarm list" K alarm list
 expect_rc 0 "alarm disarm" K alarm disarm
+else skip alarm; fi
+if have defrag; then
 expect_rc 0 "defrag" K defrag
 contains "defrag output" "$OUT" "Finished defragmenting"
+else skip defrag; fi
 
 # ---- snapshot ----------------------------------------------------------------
+if have snapshot; then
 expect_rc 0 "snapshot save (not a terminal)" K snapshot save "$WORK/snap.db"
 case "$OUT" in *$'\r'*) fail "progress bar drawn on a pipe" ;; *) ok "no progress bar on a pipe" ;; esac
 contains "sha verified" "$OUT" "sha256 verified"
@@ -247,14 +270,27 @@ expect_rc 1 "snapshot status of a corrupted file" K snapshot status "$WORK/bad.d
 expect_rc 3 "snapshot status of a missing file" K snapshot status "$WORK/none.db"
 script -qec "'$KEEL' --endpoints $EPS snapshot save '$WORK/tty.db'" /dev/null >"$WORK/tty.out" 2>&1
 contains "progress bar on a terminal" "$(cat "$WORK/tty.out")" "100%"
+else skip snapshot; fi
 
 # ---- compact and compacted revisions -------------------------------------------
 CUR=$(K get app/a -w json | python3 -c 'import json,sys;print(json.load(sys.stdin)["header"]["revision"])')
 expect_rc 0 "compact --physical" K compact "$CUR" --physical
 expect_rc 1 "get at a compacted revision" K get app/a --rev 2
-contains "compacted error names the revisions" "$ERR" "revision 2 has been compacted; the oldest revision still available is $CUR"
+if have hashkv; then
+  contains "compacted error names the revisions" "$ERR" "revision 2 has been compacted; the oldest revision still available is $CUR"
+else
+  skip "the oldest revision in the get error (keel asks HashKV)"
+  contains "compacted error" "$ERR" "revision 2 has been compacted"
+fi
 expect_rc 1 "watch from a compacted revision" K watch app/a --rev 2
-contains "watch compacted error" "$ERR" "oldest revision still available is $CUR"
+if have watch-compact-rev; then
+  contains "watch compacted error" "$ERR" "oldest revision still available is $CUR"
+else
+  # keeld's watch names compact revision + 1 (store/watch_hub.h: its
+  # compaction at C drops revision C); etcd names C.
+  skip "watch compact_revision equal to etcd's"
+  contains "watch compacted error" "$ERR" "oldest revision still available is $((CUR + 1))"
+fi
 expect_rc 1 "get at a future revision" K get app/a --rev 999999
 contains "future revision message" "$ERR" "in the future"
 
@@ -277,13 +313,17 @@ contains "too large message" "$ERR" "too large"
 head -c 3000000 /dev/zero | tr '\0' v >"$WORK/huge"
 expect_rc 1 "value over keel's own limit" sh -c "'$KEEL' --endpoints $EPS put big < '$WORK/huge'"
 contains "client-side limit message" "$ERR" "value too large"
-expect_rc 1 "cluster up: not available yet" K cluster up
-contains "cluster message" "$ERR" "not available yet"
+expect_rc 3 "cluster status of a dir without a cluster" K cluster status --dir "$WORK/none"
+contains "cluster status says how to start one" "$ERR" "keel cluster up"
 
 # ---- endpoints from KEEL_ENDPOINTS and the config file ------------------------------
 expect_rc 0 "KEEL_ENDPOINTS" env KEEL_ENDPOINTS="$EPS" "$KEEL" get app/a
 mkdir -p "$HOME/.config/keel"
-printf '# keel config\nendpoints:\n  - %s\nother: x\n' "$EPS" >"$HOME/.config/keel/config.yaml"
+{
+  printf '# keel config\nendpoints:\n'
+  printf '  - %s\n' ${EPS//,/ }
+  printf 'other: x\n'
+} >"$HOME/.config/keel/config.yaml"
 expect_rc 0 "config file endpoints" "$KEEL" get app/a --debug
 contains "debug names the config file" "$ERR" "config.yaml"
 expect_rc 1 "--endpoints wins over the config file" "$KEEL" --endpoints 127.0.0.1:1 --command-timeout 1s get app/a

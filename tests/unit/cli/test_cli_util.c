@@ -60,6 +60,41 @@ static void test_args(void **st) {
   assert_int_equal(parse(&a, err, "-hx", NULL), -1);
 }
 
+/* Flags that repeat (keel flag eval --ctx a=1 --ctx b=2): every occurrence
+ * in order; flag[] keeps the last. */
+static void test_args_repeat(void **st) {
+  (void)st;
+  struct cli_args a;
+  char err[200];
+  assert_int_equal(parse(&a, err, "flag", "eval", "web", "k", "--ctx", "a=1",
+                         "--context", "{}", "--ctx=b:=2", "--dry-run",
+                         "--nodes", "5", "--dir", "/d", "--type", "bool", NULL),
+                   0);
+  assert_int_equal(a.npos, 4);
+  assert_string_equal(a.flag[F_CTX], "b:=2");
+  assert_string_equal(a.flag[F_CONTEXT], "{}");
+  assert_string_equal(a.flag[F_DRY_RUN], "1");
+  assert_string_equal(a.flag[F_NODES], "5");
+  assert_string_equal(a.flag[F_DIR], "/d");
+  assert_string_equal(a.flag[F_TYPE], "bool");
+  assert_int_equal(a.nocc, 7);
+  assert_int_equal(a.occ[0].flag, F_CTX);
+  assert_string_equal(a.occ[0].value, "a=1");
+  assert_int_equal(a.occ[1].flag, F_CONTEXT);
+  assert_int_equal(a.occ[2].flag, F_CTX);
+  assert_string_equal(a.occ[2].value, "b:=2");
+  assert_string_equal(a.occ[3].value, "1");
+  /* Bounded: more than CLI_MAX_OCC flags is an error, not an overflow. */
+  char *argv[CLI_MAX_OCC + 3];
+  argv[0] = "keel";
+  for (int i = 1; i <= CLI_MAX_OCC + 1; i++)
+    argv[i] = "--ctx=x=1";
+  assert_int_equal(cli_parse_args(CLI_MAX_OCC + 2, argv, &a, err, 200), -1);
+  assert_non_null(strstr(err, "too many flags"));
+  assert_int_equal(parse(&a, err, "cluster", "up", "--nodes", NULL), -1);
+  assert_string_equal(err, "flag --nodes needs a value");
+}
+
 static void test_numbers(void **st) {
   (void)st;
   int64_t v;
@@ -290,11 +325,11 @@ static void test_render(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_args),     cmocka_unit_test(test_numbers),
-      cmocka_unit_test(test_display),  cmocka_unit_test(test_base64),
-      cmocka_unit_test(test_sha256),   cmocka_unit_test(test_config),
-      cmocka_unit_test(test_tokenize), cmocka_unit_test(test_compare),
-      cmocka_unit_test(test_render),
+      cmocka_unit_test(test_args),    cmocka_unit_test(test_args_repeat),
+      cmocka_unit_test(test_numbers), cmocka_unit_test(test_display),
+      cmocka_unit_test(test_base64),  cmocka_unit_test(test_sha256),
+      cmocka_unit_test(test_config),  cmocka_unit_test(test_tokenize),
+      cmocka_unit_test(test_compare), cmocka_unit_test(test_render),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
